@@ -1,0 +1,181 @@
+"""``centaur_hpo.tune(...)``: the whole `centaur tune` command as one Python call, for notebooks.
+
+It resolves the script (or built-in task), its search space, the storage and study name, builds
+the method and the evaluator, and runs the study loop. Running it again with the same arguments
+continues the same study.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from centaur_hpo.evaluate import ScriptEvaluator
+from centaur_hpo.methods import make_sampler
+from centaur_hpo.methods.base import optuna_quiet
+from centaur_hpo.records import STUDY_INFO_KEY, best_trial, export_csv, get_study_attr
+from centaur_hpo.runner import parse_bytes
+from centaur_hpo.script import config_diff
+from centaur_hpo.space import SearchSpace
+from centaur_hpo.spaces import space_for_script
+from centaur_hpo.study import Budget, StudyRunner, StudyStopped, parse_duration
+
+
+@dataclass
+class TuneResult:
+    """What a finished (or stopped) study hands back."""
+
+    study_name: str
+    storage: str
+    run_dir: Path
+    best_value: float | None
+    best_params: dict[str, Any] | None
+    default_value: float | None
+    used_seconds: float
+    n_trials: int
+    csv_path: Path | None = None
+    diff: str = ""
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def improvement(self) -> float | None:
+        if self.best_value is None or self.default_value is None:
+            return None
+        return self.default_value - self.best_value
+
+
+def default_storage(run_dir: Path) -> str:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(run_dir / 'study.db').resolve()}"
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url``; SQLite gets a lock timeout so threads and workers wait."""
+    if url.startswith("sqlite"):
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    if url.startswith(("postgresql", "mysql")):
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    return optuna.storages.get_storage(url)
+
+
+def resolve_target(
+    script: str | Path | None, task: str | None, space: str | Path | None, tune_params: list[str] | None
+) -> tuple[Path, SearchSpace, str]:
+    """(script path, search space, a short name for study names) for a script or a task."""
+    if (script is None) == (task is None):
+        raise ValueError("give either a training script or --task NAME (not both)")
+    if task is not None:
+        from centaur_hpo.tasks.registry import script_task
+
+        script, default_space = script_task(task)
+        space = space or default_space
+        name = task
+    else:
+        name = Path(script).resolve().parent.name + "-" + Path(script).stem  # type: ignore[arg-type]
+    script = Path(script)  # type: ignore[arg-type]
+    return script, space_for_script(script, space, tune_params), re.sub(r"[^A-Za-z0-9_.-]", "-", name)
+
+
+def tune(
+    script: str | Path | None = None,
+    *,
+    task: str | None = None,
+    method: str = "tpe",
+    seed: int = 0,
+    n_trials: int | None = None,
+    budget: str | float | None = None,
+    budget_clock: str = "training",
+    trial_budget: str | float | None = None,
+    timeout: str | float | None = None,
+    memory_cap: str | int | None = None,
+    device: str = "cpu",
+    storage: str | None = None,
+    study: str | None = None,
+    space: str | Path | None = None,
+    tune_params: list[str] | None = None,
+    failure_policy: str = "penalty",
+    run_dir: str | Path = "runs",
+    n_jobs: int = 1,
+    gpus: list[str] | None = None,
+    llm: Any = None,
+    method_options: dict[str, Any] | None = None,
+    default_first: bool = True,
+    progress: Any = None,
+) -> TuneResult:
+    """Tune a script (or a built-in task) under a budget; rerun the same call to resume."""
+    optuna_quiet()
+    script_path, search_space, short = resolve_target(script, task, space, tune_params)
+    study_name = study or f"{short}-{method}-s{seed}"
+    run_path = Path(run_dir) / study_name
+    storage_url = storage or default_storage(run_path)
+    run_path.mkdir(parents=True, exist_ok=True)
+    tb = parse_duration(trial_budget) if trial_budget is not None else search_space.trial_budget
+    cap = parse_bytes(memory_cap if memory_cap is not None else search_space.memory_cap)
+    if budget is None and n_trials is None:
+        raise ValueError("give a budget (--budget 10m) or a number of trials (--trials 20)")
+    if budget_clock not in ("training", "wall"):
+        raise ValueError("--budget-clock must be 'training' or 'wall'")
+    sampler = make_sampler(
+        method, search_space, seed, failure_policy=failure_policy, llm=llm,
+        **(method_options or {}),
+    )
+    evaluator = ScriptEvaluator(
+        script=script_path, space=search_space, run_dir=run_path, trial_budget=tb,
+        timeout=parse_duration(timeout), memory_cap=cap, device=device,
+    )
+    ostudy = optuna.create_study(
+        storage=open_storage(storage_url), study_name=study_name, sampler=sampler,
+        direction=search_space.direction, load_if_exists=True,
+    )
+    _check_same_study(ostudy, method, seed)
+    runner = StudyRunner(
+        study=ostudy, evaluator=evaluator,
+        budget=Budget(parse_duration(budget), budget_clock, n_trials),  # type: ignore[arg-type]
+        failure_policy=failure_policy,  # type: ignore[arg-type]
+        default_first=default_first, n_jobs=n_jobs, slots=gpus,
+        progress=progress if progress is not None else (lambda s: print(s, file=sys.stderr, flush=True)),
+        info={"method": method, "seed": seed, "script": str(script_path.resolve()), "task": task,
+              "command": " ".join(sys.argv) if sys.argv else None},
+    )
+    stopped = None
+    try:
+        summary = runner.run()
+    except StudyStopped as e:
+        stopped = str(e)
+        summary = runner.summary()
+        summary["stopped"] = stopped
+    csv_path = export_csv(ostudy, run_path / "trials.csv")
+    best = best_trial(ostudy, search_space.direction)
+    default = next(
+        (t for t in ostudy.get_trials(deepcopy=False) if t.user_attrs.get("source") == "default"
+         and t.user_attrs.get("outcome") == "ok"), None,
+    )
+    diff = config_diff(script_path, {**search_space.fixed, **best.params}) if best else ""
+    if stopped:
+        summary["stopped"] = stopped
+    return TuneResult(
+        study_name=study_name, storage=storage_url, run_dir=run_path,
+        best_value=best.user_attrs["value"] if best else None,
+        best_params=dict(best.params) if best else None,
+        default_value=default.user_attrs["value"] if default else None,
+        used_seconds=runner.used(), n_trials=summary["n_trials"], csv_path=csv_path, diff=diff,
+        summary=summary,
+    )
+
+
+def _check_same_study(study: optuna.Study, method: str, seed: int) -> None:
+    text = get_study_attr(study, STUDY_INFO_KEY)
+    if not text:
+        return
+    info = json.loads(text)
+    if info.get("method") not in (None, method) or info.get("seed") not in (None, seed):
+        raise StudyStopped(
+            f"study {study.study_name!r} was run with --method {info.get('method')} --seed "
+            f"{info.get('seed')}; resume it with those, or pass --study NEW_NAME for a new study"
+        )
