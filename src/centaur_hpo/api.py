@@ -65,7 +65,10 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
 
 def resolve_target(
-    script: str | Path | None, task: str | None, space: str | Path | None, tune_params: list[str] | None
+    script: str | Path | None,
+    task: str | None,
+    space: str | Path | None,
+    tune_params: list[str] | None,
 ) -> tuple[Path, SearchSpace, str]:
     """(script path, search space, a short name for study names) for a script or a task."""
     if (script is None) == (task is None):
@@ -79,7 +82,11 @@ def resolve_target(
     else:
         name = Path(script).resolve().parent.name + "-" + Path(script).stem  # type: ignore[arg-type]
     script = Path(script)  # type: ignore[arg-type]
-    return script, space_for_script(script, space, tune_params), re.sub(r"[^A-Za-z0-9_.-]", "-", name)
+    return (
+        script,
+        space_for_script(script, space, tune_params),
+        re.sub(r"[^A-Za-z0-9_.-]", "-", name),
+    )
 
 
 def tune(
@@ -122,26 +129,48 @@ def tune(
     if budget_clock not in ("training", "wall"):
         raise ValueError("--budget-clock must be 'training' or 'wall'")
     sampler = make_sampler(
-        method, search_space, seed, failure_policy=failure_policy, llm=llm,
+        method,
+        search_space,
+        seed,
+        failure_policy=failure_policy,
+        llm=llm,
         **(method_options or {}),
     )
     evaluator = ScriptEvaluator(
-        script=script_path, space=search_space, run_dir=run_path, trial_budget=tb,
-        timeout=parse_duration(timeout), memory_cap=cap, device=device,
+        script=script_path,
+        space=search_space,
+        run_dir=run_path,
+        trial_budget=tb,
+        timeout=parse_duration(timeout),
+        memory_cap=cap,
+        device=device,
     )
     ostudy = optuna.create_study(
-        storage=open_storage(storage_url), study_name=study_name, sampler=sampler,
-        direction=search_space.direction, load_if_exists=True,
+        storage=open_storage(storage_url),
+        study_name=study_name,
+        sampler=sampler,
+        direction=search_space.direction,
+        load_if_exists=True,
     )
     _check_same_study(ostudy, method, seed)
     runner = StudyRunner(
-        study=ostudy, evaluator=evaluator,
+        study=ostudy,
+        evaluator=evaluator,
         budget=Budget(parse_duration(budget), budget_clock, n_trials),  # type: ignore[arg-type]
         failure_policy=failure_policy,  # type: ignore[arg-type]
-        default_first=default_first, n_jobs=n_jobs, slots=gpus,
-        progress=progress if progress is not None else (lambda s: print(s, file=sys.stderr, flush=True)),
-        info={"method": method, "seed": seed, "script": str(script_path.resolve()), "task": task,
-              "command": " ".join(sys.argv) if sys.argv else None},
+        default_first=default_first,
+        n_jobs=n_jobs,
+        slots=gpus,
+        progress=progress
+        if progress is not None
+        else (lambda s: print(s, file=sys.stderr, flush=True)),
+        info={
+            "method": method,
+            "seed": seed,
+            "script": str(script_path.resolve()),
+            "task": task,
+            "command": " ".join(sys.argv) if sys.argv else None,
+        },
     )
     stopped = None
     try:
@@ -153,18 +182,27 @@ def tune(
     csv_path = export_csv(ostudy, run_path / "trials.csv")
     best = best_trial(ostudy, search_space.direction)
     default = next(
-        (t for t in ostudy.get_trials(deepcopy=False) if t.user_attrs.get("source") == "default"
-         and t.user_attrs.get("outcome") == "ok"), None,
+        (
+            t
+            for t in ostudy.get_trials(deepcopy=False)
+            if t.user_attrs.get("source") == "default" and t.user_attrs.get("outcome") == "ok"
+        ),
+        None,
     )
     diff = config_diff(script_path, {**search_space.fixed, **best.params}) if best else ""
     if stopped:
         summary["stopped"] = stopped
     return TuneResult(
-        study_name=study_name, storage=storage_url, run_dir=run_path,
+        study_name=study_name,
+        storage=storage_url,
+        run_dir=run_path,
         best_value=best.user_attrs["value"] if best else None,
         best_params=dict(best.params) if best else None,
         default_value=default.user_attrs["value"] if default else None,
-        used_seconds=runner.used(), n_trials=summary["n_trials"], csv_path=csv_path, diff=diff,
+        used_seconds=runner.used(),
+        n_trials=summary["n_trials"],
+        csv_path=csv_path,
+        diff=diff,
         summary=summary,
     )
 

@@ -1,11 +1,11 @@
 """The ``centaur`` command line.
 
-    centaur tune train.py --method tpe --budget 24h --trial-budget 5m
-    centaur tune --task cpu-gpt --budget 4m
-    centaur space train.py
-    centaur status --study NAME        centaur best --study NAME
-    centaur studies --storage URL       centaur export --study NAME -o trials.csv
-    centaur stop --study NAME
+centaur tune train.py --method tpe --budget 24h --trial-budget 5m
+centaur tune --task cpu-gpt --budget 4m
+centaur space train.py
+centaur status --study NAME        centaur best --study NAME
+centaur studies --storage URL       centaur export --study NAME -o trials.csv
+centaur stop --study NAME
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def _add_study_args(p: argparse.ArgumentParser) -> None:
         "--storage",
         help="Optuna storage URL (default: sqlite:///runs/STUDY/study.db, or the only runs/*/study.db)",
     )
-    p.add_argument("--run-dir", default="runs", help="folder holding one sub-folder per study (default: runs)")
+    p.add_argument(
+        "--run-dir", default="runs", help="folder holding one sub-folder per study (default: runs)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,43 +58,73 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser(
-        "tune", help="tune a script or built-in task (rerun the same command to resume)",
+        "tune",
+        help="tune a script or built-in task (rerun the same command to resume)",
         description="Tune the module-level ALL_CAPS knobs of a training script. Each trial runs a "
         "copy of the script in its own folder; the study lives in an Optuna storage and resumes "
         "when the same command is run again.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="methods:\n" + "\n".join(f"  {m:<15} {DESCRIPTIONS[m]}" for m in METHODS)
-        + "\n\nfailure policies:\n" + "\n".join(f"  {k:<11} {v}" for k, v in FAILURE_POLICIES.items()),
+        epilog="methods:\n"
+        + "\n".join(f"  {m:<15} {DESCRIPTIONS[m]}" for m in METHODS)
+        + "\n\nfailure policies:\n"
+        + "\n".join(f"  {k:<11} {v}" for k, v in FAILURE_POLICIES.items()),
     )
-    t.add_argument("script", nargs="?", help="training script that prints its metric (e.g. train.py)")
+    t.add_argument(
+        "script", nargs="?", help="training script that prints its metric (e.g. train.py)"
+    )
     t.add_argument("--task", help="a built-in task instead of a script (cpu-gpt)")
     t.add_argument("--method", default="tpe", choices=METHODS, help="optimizer (default: tpe)")
     t.add_argument("--seed", type=int, default=0, help="seed of the optimizer (default: 0)")
     t.add_argument("--trials", type=int, help="stop after this many trials")
     t.add_argument("--budget", help="compute budget, e.g. 24h, 10m, 90s (see --budget-clock)")
     t.add_argument(
-        "--budget-clock", default="training", choices=("training", "wall"),
+        "--budget-clock",
+        default="training",
+        choices=("training", "wall"),
         help="training: time the trial processes ran, failures charged like successes, optimizer "
         "and LLM time excluded (as in the paper); wall: elapsed time including optimizer and LLM",
     )
-    t.add_argument("--trial-budget", help="training budget per trial, passed to the script "
-                   "(CENTAUR_TRIAL_BUDGET and its TIME_BUDGET constant), e.g. 5m or 30")
-    t.add_argument("--timeout", help="hard wall-clock limit per trial (default: 2 x trial budget + 2m)")
-    t.add_argument("--memory-cap", help="memory cap per trial, e.g. 3GiB: an address-space limit on "
-                   "CPU, PyTorch's CUDA memory fraction with --device cuda")
+    t.add_argument(
+        "--trial-budget",
+        help="training budget per trial, passed to the script "
+        "(CENTAUR_TRIAL_BUDGET and its TIME_BUDGET constant), e.g. 5m or 30",
+    )
+    t.add_argument(
+        "--timeout", help="hard wall-clock limit per trial (default: 2 x trial budget + 2m)"
+    )
+    t.add_argument(
+        "--memory-cap",
+        help="memory cap per trial, e.g. 3GiB: an address-space limit on "
+        "CPU, PyTorch's CUDA memory fraction with --device cuda",
+    )
     t.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where trials run")
     t.add_argument("--gpus", help="comma-separated GPU ids, one trial slot each (e.g. 0,1,2,3)")
     t.add_argument("--jobs", type=int, default=1, help="trials run in parallel (default 1)")
     t.add_argument("--space", help="space file (TOML) or built-in space name (autoresearch)")
     t.add_argument("--tune", help="comma-separated subset of knobs to tune (others stay fixed)")
-    t.add_argument("--failure-policy", default="penalty", choices=tuple(FAILURE_POLICIES),
-                   help="how a failed trial is told to the optimizer (default: penalty)")
-    t.add_argument("--llm", help="LLM for LLM methods: local (default), openai:MODEL@URL, "
-                   "anthropic:MODEL, replay:CASSETTE.jsonl")
-    t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="method option, e.g. --option ratio=0.3 (repeatable)")
-    t.add_argument("--no-default-first", action="store_true",
-                   help="do not run the script's default configuration as trial 0")
+    t.add_argument(
+        "--failure-policy",
+        default="penalty",
+        choices=tuple(FAILURE_POLICIES),
+        help="how a failed trial is told to the optimizer (default: penalty)",
+    )
+    t.add_argument(
+        "--llm",
+        help="LLM for LLM methods: local (default), openai:MODEL@URL, "
+        "anthropic:MODEL, replay:CASSETTE.jsonl",
+    )
+    t.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method option, e.g. --option ratio=0.3 (repeatable)",
+    )
+    t.add_argument(
+        "--no-default-first",
+        action="store_true",
+        help="do not run the script's default configuration as trial 0",
+    )
     _add_study_args(t)
 
     s = sub.add_parser("space", help="print the search space of a script")
@@ -110,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         _add_study_args(p)
         if name == "export":
-            p.add_argument("-o", "--output", default="trials.csv", help="CSV path (default trials.csv)")
+            p.add_argument(
+                "-o", "--output", default="trials.csv", help="CSV path (default trials.csv)"
+            )
         if name == "best":
             p.add_argument("--diff", action="store_true", help="also print the script diff")
 
@@ -142,14 +176,28 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from centaur_hpo.api import tune
 
     result = tune(
-        args.script, task=args.task, method=args.method, seed=args.seed, n_trials=args.trials,
-        budget=args.budget, budget_clock=args.budget_clock, trial_budget=args.trial_budget,
-        timeout=args.timeout, memory_cap=args.memory_cap, device=args.device,
-        storage=args.storage, study=args.study, space=args.space,
+        args.script,
+        task=args.task,
+        method=args.method,
+        seed=args.seed,
+        n_trials=args.trials,
+        budget=args.budget,
+        budget_clock=args.budget_clock,
+        trial_budget=args.trial_budget,
+        timeout=args.timeout,
+        memory_cap=args.memory_cap,
+        device=args.device,
+        storage=args.storage,
+        study=args.study,
+        space=args.space,
         tune_params=args.tune.split(",") if args.tune else None,
-        failure_policy=args.failure_policy, run_dir=args.run_dir, n_jobs=args.jobs,
-        gpus=args.gpus.split(",") if args.gpus else None, llm=args.llm,
-        method_options=_parse_options(args.option), default_first=not args.no_default_first,
+        failure_policy=args.failure_policy,
+        run_dir=args.run_dir,
+        n_jobs=args.jobs,
+        gpus=args.gpus.split(",") if args.gpus else None,
+        llm=args.llm,
+        method_options=_parse_options(args.option),
+        default_first=not args.no_default_first,
     )
     print()
     print(f"study      {result.study_name}   storage {result.storage}")
@@ -265,7 +313,12 @@ def cmd_best(args: argparse.Namespace) -> int:
     if best is None:
         print("no successful trial yet", file=sys.stderr)
         return 1
-    print(json.dumps({"trial": best.number, "value": best.user_attrs["value"], "params": best.params}, indent=2))
+    print(
+        json.dumps(
+            {"trial": best.number, "value": best.user_attrs["value"], "params": best.params},
+            indent=2,
+        )
+    )
     if args.diff:
         from centaur_hpo.script import config_diff
 
@@ -294,9 +347,11 @@ def cmd_stop(args: argparse.Namespace) -> int:
 def cmd_studies(args: argparse.Namespace) -> int:
     from centaur_hpo.api import open_storage
 
-    urls = [args.storage] if args.storage else [
-        f"sqlite:///{p.resolve()}" for p in sorted(Path(args.run_dir).glob("*/study.db"))
-    ]
+    urls = (
+        [args.storage]
+        if args.storage
+        else [f"sqlite:///{p.resolve()}" for p in sorted(Path(args.run_dir).glob("*/study.db"))]
+    )
     for url in urls:
         for s in optuna.get_all_study_summaries(open_storage(url)):
             best = s.best_trial.values[0] if s.best_trial and s.best_trial.values else None
@@ -311,8 +366,14 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "tune": cmd_tune, "space": cmd_space, "status": cmd_status, "best": cmd_best,
-    "export": cmd_export, "stop": cmd_stop, "studies": cmd_studies, "methods": cmd_methods,
+    "tune": cmd_tune,
+    "space": cmd_space,
+    "status": cmd_status,
+    "best": cmd_best,
+    "export": cmd_export,
+    "stop": cmd_stop,
+    "studies": cmd_studies,
+    "methods": cmd_methods,
 }
 
 

@@ -37,11 +37,15 @@ def _budget_module(script: Path) -> Path | None:
     """
     tree = ast.parse(script.read_text())
     for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if any(a.name == "TIME_BUDGET" for a in node.names):
-                candidate = script.with_name(node.module.replace(".", "/") + ".py")
-                if candidate.is_file():
-                    return candidate
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.level == 0
+            and any(a.name == "TIME_BUDGET" for a in node.names)
+        ):
+            candidate = script.with_name(node.module.replace(".", "/") + ".py")
+            if candidate.is_file():
+                return candidate
     return None
 
 
@@ -80,7 +84,9 @@ class ScriptEvaluator:
             shutil.rmtree(trial_dir)
         values = {**self.space.fixed, **config}
         if self._budget_in_script and self.trial_budget is not None:
-            values["TIME_BUDGET"] = _same_type(find_knobs(self.script.read_text())["TIME_BUDGET"].value, self.trial_budget)
+            values["TIME_BUDGET"] = _same_type(
+                find_knobs(self.script.read_text())["TIME_BUDGET"].value, self.trial_budget
+            )
         write_trial_copy(self.script, trial_dir, values, exclude=(self.run_dir,))
         if self._budget_module is not None and self.trial_budget is not None:
             module = self._budget_module
@@ -108,8 +114,11 @@ class ScriptEvaluator:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "script": str(self.script), "trial_budget": self.trial_budget,
-            "timeout": self.trial_timeout(), "memory_cap": self.memory_cap, "device": self.device,
+            "script": str(self.script),
+            "trial_budget": self.trial_budget,
+            "timeout": self.trial_timeout(),
+            "memory_cap": self.memory_cap,
+            "device": self.device,
         }
 
 
@@ -149,9 +158,17 @@ class FunctionEvaluator:
             metrics.setdefault(self.space.metric, value)
         metrics["host_seconds"] = time.monotonic() - start
         return TrialResult(
-            outcome=sim.outcome, value=value, metrics=metrics, exit_code=0 if sim.outcome == "ok" else None,
-            error=sim.error, time_wall=float(sim.time), time_startup=None, time_training=float(sim.time),
-            time_eval=None, stdout_path="", stderr_path="",
+            outcome=sim.outcome,
+            value=value,
+            metrics=metrics,
+            exit_code=0 if sim.outcome == "ok" else None,
+            error=sim.error,
+            time_wall=float(sim.time),
+            time_startup=None,
+            time_training=float(sim.time),
+            time_eval=None,
+            stdout_path="",
+            stderr_path="",
         )
 
     def describe(self) -> dict[str, Any]:

@@ -19,7 +19,14 @@ from optuna.trial import FrozenTrial, TrialState
 from centaur_hpo.methods.base import NOT_RUN_KEY, OUTCOME_KEY, SOURCE_KEY
 
 STUDY_INFO_KEY = "centaur:info"  # study system attr: what ran this study (JSON)
-TIME_KEYS = ("time_wall", "time_startup", "time_training", "time_eval", "time_optimizer", "time_charged")
+TIME_KEYS = (
+    "time_wall",
+    "time_startup",
+    "time_training",
+    "time_eval",
+    "time_optimizer",
+    "time_charged",
+)
 
 
 def trial_row(t: FrozenTrial) -> dict[str, Any]:
@@ -28,7 +35,9 @@ def trial_row(t: FrozenTrial) -> dict[str, Any]:
     row: dict[str, Any] = {
         "number": t.number,
         "state": t.state.name,
-        "outcome": ua.get(OUTCOME_KEY, "ok" if t.state == TrialState.COMPLETE else t.state.name.lower()),
+        "outcome": ua.get(
+            OUTCOME_KEY, "ok" if t.state == TrialState.COMPLETE else t.state.name.lower()
+        ),
         "value": ua.get("value"),
         "told_value": t.values[0] if t.values else None,
         "source": t.system_attrs.get(SOURCE_KEY, ua.get("source")),
@@ -52,7 +61,8 @@ def rows(study: optuna.Study) -> list[dict[str, Any]]:
 
 def ok_trials(study: optuna.Study) -> list[FrozenTrial]:
     return [
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if t.user_attrs.get(OUTCOME_KEY) == "ok" and _finite(t.user_attrs.get("value"))
     ]
 
@@ -67,7 +77,11 @@ def best_trial(study: optuna.Study, direction: str | None = None) -> FrozenTrial
     trials = ok_trials(study)
     if not trials:
         return None
-    key = (lambda t: t.user_attrs["value"]) if direction == "minimize" else (lambda t: -t.user_attrs["value"])
+    key = (
+        (lambda t: t.user_attrs["value"])
+        if direction == "minimize"
+        else (lambda t: -t.user_attrs["value"])
+    )
     return min(trials, key=key)
 
 

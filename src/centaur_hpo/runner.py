@@ -33,8 +33,22 @@ _OOM = re.compile(
     re.IGNORECASE,
 )
 _NAN = re.compile(r"\bloss\b.*\bnan\b|\bnan loss\b|diverged", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20,
-          "mib": 2**20, "g": 2**30, "gb": 2**30, "gib": 2**30, "t": 2**40, "tb": 2**40, "tib": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 2**10,
+    "kb": 2**10,
+    "kib": 2**10,
+    "m": 2**20,
+    "mb": 2**20,
+    "mib": 2**20,
+    "g": 2**30,
+    "gb": 2**30,
+    "gib": 2**30,
+    "t": 2**40,
+    "tb": 2**40,
+    "tib": 2**40,
+}
 
 
 def parse_bytes(text: str | int | float | None) -> int | None:
@@ -45,7 +59,9 @@ def parse_bytes(text: str | int | float | None) -> int | None:
         return int(text)
     m = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", str(text))
     if not m or m.group(2).lower() not in _UNITS:
-        raise ValueError(f"cannot read memory size {text!r}; write it like '3GiB', '512MiB' or '76GB'")
+        raise ValueError(
+            f"cannot read memory size {text!r}; write it like '3GiB', '512MiB' or '76GB'"
+        )
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
@@ -152,8 +168,14 @@ def run_trial(spec: TrialSpec) -> TrialResult:
     start = time.monotonic()
     with out_path.open("wb") as out_f, err_path.open("wb") as err_f:
         proc = subprocess.Popen(
-            spec.command, cwd=trial_dir, env=build_env(spec), stdout=subprocess.PIPE,
-            stderr=err_f, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=limit,
+            spec.command,
+            cwd=trial_dir,
+            env=build_env(spec),
+            stdout=subprocess.PIPE,
+            stderr=err_f,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=limit,
         )
 
         def pump() -> None:
@@ -195,9 +217,17 @@ def run_trial(spec: TrialSpec) -> TrialResult:
     if training is not None:
         evaluation = max(0.0, wall - (startup or 0.0) - training)
     return TrialResult(
-        outcome=outcome, value=value, metrics=metrics, exit_code=rc, error=error,
-        time_wall=wall, time_startup=startup, time_training=training, time_eval=evaluation,
-        stdout_path=str(out_path), stderr_path=str(err_path),
+        outcome=outcome,
+        value=value,
+        metrics=metrics,
+        exit_code=rc,
+        error=error,
+        time_wall=wall,
+        time_startup=startup,
+        time_training=training,
+        time_eval=evaluation,
+        stdout_path=str(out_path),
+        stderr_path=str(err_path),
     )
 
 
@@ -223,8 +253,10 @@ def classify(
         if isinstance(value, str) and value.strip().lower() in ("nan", "inf", "-inf"):
             return "diverged", None, f"{metric} is {value}"
         if not is_finite_number(value):
-            return "diverged" if isinstance(value, float) else "no_metric", None, (
-                f"{metric} is not a finite number: {value!r}"
+            return (
+                "diverged" if isinstance(value, float) else "no_metric",
+                None,
+                (f"{metric} is not a finite number: {value!r}"),
             )
         return "ok", float(value), None
     lines = [ln for ln in stderr_tail.splitlines() if ln.strip()][-12:]
@@ -233,8 +265,10 @@ def classify(
         return "oom", None, last or "out of memory"
     if returncode is not None and returncode == -signal.SIGKILL and memory_capped:
         return "oom", None, "killed by SIGKILL under a memory cap (likely the kernel's OOM killer)"
-    if has_fail_marker(stdout) or _NAN.search(text) or (
-        isinstance(value, float) and not is_finite_number(value)
+    if (
+        has_fail_marker(stdout)
+        or _NAN.search(text)
+        or (isinstance(value, float) and not is_finite_number(value))
     ):
         return "diverged", None, last or "the script printed FAIL"
     return "crash", None, f"exit code {returncode}" + (f"\n{last}" if last else "")

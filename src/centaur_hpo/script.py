@@ -74,11 +74,48 @@ def find_knobs(source: str, *, filename: str = "<script>") -> dict[str, Knob]:
         if not isinstance(v, bool | int | float | str):
             continue
         assert value.end_lineno is not None and value.end_col_offset is not None
+        start, end = (value.lineno, value.col_offset), (value.end_lineno, value.end_col_offset)
+        if (
+            node.end_lineno is not None
+            and node.end_col_offset is not None
+            and ((node.end_lineno, node.end_col_offset) != end)
+        ):
+            # The value is wrapped in parentheses: replace them too, so a multi-line value
+            # becomes one clean line instead of "(\n    7\n)".
+            after = node.annotation if isinstance(node, ast.AnnAssign) else target
+            opener = _first_paren(source, after, value)
+            if opener is not None:
+                start, end = opener, (node.end_lineno, node.end_col_offset)
         knobs[target.id] = Knob(
-            target.id, v, value.lineno, value.col_offset, value.end_lineno, value.end_col_offset,
+            target.id,
+            v,
+            start[0],
+            start[1],
+            end[0],
+            end[1],
             ast.get_source_segment(source, value) or "",
         )
     return knobs
+
+
+def _first_paren(source: str, after: ast.AST, value: ast.AST) -> tuple[int, int] | None:
+    """(line, byte column) of the first "(" between the "=" and the value, if any."""
+    lines = source.splitlines(keepends=True)
+    line, col = after.end_lineno, after.end_col_offset  # type: ignore[attr-defined]
+    seen_eq = False
+    while line is not None and line <= value.lineno:  # type: ignore[attr-defined]
+        raw = lines[line - 1].encode()
+        stop = value.col_offset if line == value.lineno else len(raw)  # type: ignore[attr-defined]
+        for i in range(col, stop):
+            ch = chr(raw[i])
+            if ch == "=":
+                seen_eq = True
+            elif ch == "(" and seen_eq:
+                return line, i
+            elif ch == "#":
+                break
+        line, col = line + 1, 0
+    return None
 
 
 def read_knobs(path: str | Path) -> dict[str, Any]:
@@ -113,7 +150,12 @@ def inject(source: str, values: Mapping[str, Any], *, filename: str = "<script>"
     # Replace from the end so earlier offsets stay valid. AST columns are UTF-8 byte offsets.
     edits = sorted(
         (
-            (offsets[k.lineno - 1] + k.col, offsets[k.end_lineno - 1] + k.end_col, k, values[k.name])
+            (
+                offsets[k.lineno - 1] + k.col,
+                offsets[k.end_lineno - 1] + k.end_col,
+                k,
+                values[k.name],
+            )
             for k in knobs.values()
             if k.name in values and not _same(k.value, values[k.name])
         ),
@@ -171,7 +213,9 @@ def config_diff(script: str | Path, values: Mapping[str, Any]) -> str:
     name = Path(script).name
     return "".join(
         difflib.unified_diff(
-            source.splitlines(keepends=True), new.splitlines(keepends=True),
-            fromfile=f"a/{name}", tofile=f"b/{name}",
+            source.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=f"a/{name}",
+            tofile=f"b/{name}",
         )
     )

@@ -58,14 +58,18 @@ class Param:
                 if self.type != "int":
                     raise SpaceError(f"{self.name}: power_of_two applies to int parameters only")
                 if not self.powers_of_two():
-                    raise SpaceError(f"{self.name}: no power of two lies in [{self.low}, {self.high}]")
+                    raise SpaceError(
+                        f"{self.name}: no power of two lies in [{self.low}, {self.high}]"
+                    )
         elif self.type == "categorical":
             if not self.choices or len(self.choices) < 1:
                 raise SpaceError(f"{self.name}: a categorical parameter needs 'choices'")
         elif self.type == "bool":
             object.__setattr__(self, "choices", (False, True))
         else:
-            raise SpaceError(f"{self.name}: unknown type {self.type!r} (int, float, categorical, bool)")
+            raise SpaceError(
+                f"{self.name}: unknown type {self.type!r} (int, float, categorical, bool)"
+            )
 
     def powers_of_two(self) -> list[int]:
         """The powers of two inside the bounds, ascending."""
@@ -171,7 +175,9 @@ class SearchSpace:
         known = set(self.params) | set(self.constants) | set(self.fixed)
         for c in self.constraints:
             if c.target not in self.params:
-                raise SpaceError(f"constraint {c.describe()!r}: {c.target} is not a tuned parameter")
+                raise SpaceError(
+                    f"constraint {c.describe()!r}: {c.target} is not a tuned parameter"
+                )
             missing = c.names() - known
             if missing:
                 raise SpaceError(
@@ -236,7 +242,9 @@ class SearchSpace:
                     out[name] = int(round(value))
                 else:
                     out[name] = value
-            elif p.type == "float" and isinstance(value, int | float) and not isinstance(value, bool):
+            elif (
+                p.type == "float" and isinstance(value, int | float) and not isinstance(value, bool)
+            ):
                 out[name] = float(value)
             else:
                 out[name] = value
@@ -347,24 +355,43 @@ def infer_param(name: str, default: Any) -> Param | None:
             return None
         low, high = max(1, default // 4), default * 4
         return Param(
-            name, "int", low=low, high=high, log=default >= 16, default=default,
+            name,
+            "int",
+            low=low,
+            high=high,
+            log=default >= 16,
+            default=default,
             inferred="int d -> [d//4, 4d]",
         )
     if isinstance(default, float):
         if default > 0:
             return Param(
-                name, "float", low=default / 10, high=default * 10, log=True, default=default,
+                name,
+                "float",
+                low=default / 10,
+                high=default * 10,
+                log=True,
+                default=default,
                 inferred="float d -> [d/10, 10d] log",
             )
         if default == 0:
-            return Param(name, "float", low=0.0, high=1.0, default=default, inferred="float 0 -> [0, 1]")
+            return Param(
+                name, "float", low=0.0, high=1.0, default=default, inferred="float 0 -> [0, 1]"
+            )
     return None
 
 
 # -- space files -------------------------------------------------------------------------------
 _TOP_KEYS = {
-    "params", "constants", "constraints", "metric", "direction", "failure_value", "memory_cap",
-    "trial_budget", "include",
+    "params",
+    "constants",
+    "constraints",
+    "metric",
+    "direction",
+    "failure_value",
+    "memory_cap",
+    "trial_budget",
+    "include",
 }
 _PARAM_KEYS = {"type", "low", "high", "log", "choices", "power_of_two", "default"}
 
@@ -380,7 +407,9 @@ def load_space_file(path: str | Path) -> dict[str, Any]:
         raise SpaceError(f"space file {path} is not valid TOML: {e}") from None
     unknown = set(data) - _TOP_KEYS
     if unknown:
-        raise SpaceError(f"{path}: unknown top-level keys {sorted(unknown)} (allowed: {sorted(_TOP_KEYS)})")
+        raise SpaceError(
+            f"{path}: unknown top-level keys {sorted(unknown)} (allowed: {sorted(_TOP_KEYS)})"
+        )
     for name, spec in data.get("params", {}).items():
         if not isinstance(spec, dict):
             raise SpaceError(f"{path}: [params.{name}] must be a table")
@@ -422,8 +451,14 @@ def build_space(
                 raise SpaceError(f"[params.{name}]{where} needs a 'type'")
             choices = tuple(s["choices"]) if "choices" in s else None
             p = Param(
-                name, kind, low=s.get("low"), high=s.get("high"), log=bool(s.get("log", False)),
-                choices=choices, default=default, power_of_two=bool(s.get("power_of_two", False)),
+                name,
+                kind,
+                low=s.get("low"),
+                high=s.get("high"),
+                log=bool(s.get("log", False)),
+                choices=choices,
+                default=default,
+                power_of_two=bool(s.get("power_of_two", False)),
             )
             if not _default_ok(p):
                 raise SpaceError(
@@ -455,10 +490,16 @@ def build_space(
     constraints = [MultipleOf(c["multiple_of"], c["of"]) for c in spec.get("constraints", [])]
     constants = dict(spec.get("constants", {}))
     return SearchSpace(
-        params=params, constants=constants, constraints=constraints, fixed=fixed,
-        metric=spec.get("metric", "val_bpb"), direction=spec.get("direction", "minimize"),
-        failure_value=spec.get("failure_value"), memory_cap=spec.get("memory_cap"),
-        trial_budget=spec.get("trial_budget"), source=source,
+        params=params,
+        constants=constants,
+        constraints=constraints,
+        fixed=fixed,
+        metric=spec.get("metric", "val_bpb"),
+        direction=spec.get("direction", "minimize"),
+        failure_value=spec.get("failure_value"),
+        memory_cap=spec.get("memory_cap"),
+        trial_budget=spec.get("trial_budget"),
+        source=source,
     )
 
 
@@ -473,9 +514,15 @@ def _default_ok(p: Param) -> bool:
 
 # -- safe arithmetic ---------------------------------------------------------------------------
 _BINOPS = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
-    ast.Pow: operator.pow, ast.LShift: operator.lshift, ast.RShift: operator.rshift,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+    ast.LShift: operator.lshift,
+    ast.RShift: operator.rshift,
 }
 _UNOPS = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 

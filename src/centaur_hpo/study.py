@@ -9,6 +9,7 @@ running the same command again continues the study where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -123,7 +124,9 @@ def parse_duration(text: str | float | int | None) -> float | None:
             total += float(num) * units[ch]
             num = ""
         else:
-            raise ValueError(f"cannot read duration {text!r}; write it like '24h', '10m', '1h30m' or '90s'")
+            raise ValueError(
+                f"cannot read duration {text!r}; write it like '24h', '10m', '1h30m' or '90s'"
+            )
     if num:
         raise ValueError(f"duration {text!r} ends in a number without a unit (h, m or s)")
     return total
@@ -189,10 +192,15 @@ class StudyRunner:
         """Trials that ran or are running; interrupted and never-run trials do not count."""
         n = 0
         for t in self.study.get_trials(deepcopy=False):
-            if t.state in (TrialState.COMPLETE, TrialState.RUNNING):
-                n += 1
-            elif t.state == TrialState.FAIL and t.user_attrs.get(OUTCOME_KEY) not in (
-                "interrupted", "not_run", None,
+            if (
+                t.state in (TrialState.COMPLETE, TrialState.RUNNING)
+                or t.state == TrialState.FAIL
+                and t.user_attrs.get(OUTCOME_KEY)
+                not in (
+                    "interrupted",
+                    "not_run",
+                    None,
+                )
             ):
                 n += 1
         return n
@@ -212,10 +220,15 @@ class StudyRunner:
     def record_info(self) -> None:
         current = get_study_attr(self.study, STUDY_INFO_KEY)
         info = {
-            "metric": self.space.metric, "direction": self.space.direction,
-            "failure_policy": self.failure_policy, "failure_value": self.failure_value(),
-            "budget": {"seconds": self.budget.seconds, "clock": self.budget.clock,
-                       "n_trials": self.budget.n_trials},
+            "metric": self.space.metric,
+            "direction": self.space.direction,
+            "failure_policy": self.failure_policy,
+            "failure_value": self.failure_value(),
+            "budget": {
+                "seconds": self.budget.seconds,
+                "clock": self.budget.clock,
+                "n_trials": self.budget.n_trials,
+            },
             "space": {n: p.to_toml_dict() for n, p in self.space.params.items()},
             "evaluator": self.evaluator.describe(),
             **self.info,
@@ -262,14 +275,19 @@ class StudyRunner:
             if self._fail_and_requeue(t, max(0.0, last - started)):
                 requeued.append(t.number)
         if requeued:
-            self._say(f"resume: trial(s) {requeued} were interrupted; re-running with the same parameters")
+            self._say(
+                f"resume: trial(s) {requeued} were interrupted; re-running with the same parameters"
+            )
         return requeued
 
     def _fail_and_requeue(self, t: FrozenTrial, ran_for: float) -> bool:
         storage = self._storage()
         not_run = NOT_RUN_KEY in t.system_attrs or not t.params
-        attrs = {OUTCOME_KEY: "interrupted", "error": "the worker running this trial died",
-                 "time_charged": 0.0 if not_run else ran_for}
+        attrs = {
+            OUTCOME_KEY: "interrupted",
+            "error": "the worker running this trial died",
+            "time_charged": 0.0 if not_run else ran_for,
+        }
         try:
             self._set_attrs(t._trial_id, attrs)
             if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
@@ -280,7 +298,8 @@ class StudyRunner:
             return False
         root = t.user_attrs.get(RERUN_KEY, t.number)
         self.study.enqueue_trial(
-            dict(t.params), user_attrs={RERUN_KEY: root, "source": t.system_attrs.get(SOURCE_KEY)},
+            dict(t.params),
+            user_attrs={RERUN_KEY: root, "source": t.system_attrs.get(SOURCE_KEY)},
             skip_if_exists=False,
         )
         return True
@@ -291,10 +310,9 @@ class StudyRunner:
             with self._lock:
                 ids = list(self._running)
             for tid in ids:
-                try:
+                # A missed beat is not fatal; the next one retries.
+                with contextlib.suppress(Exception):
                     self._storage().set_trial_system_attr(tid, HEARTBEAT_KEY, time.time())
-                except Exception:  # noqa: BLE001 - a missed beat is not fatal; the next one retries
-                    pass
 
     # -- one trial -----------------------------------------------------------------------------
     def _ask(self) -> optuna.Trial | None:
@@ -323,11 +341,11 @@ class StudyRunner:
                 continue
             storage = self._storage()
             storage.set_trial_system_attr(t._trial_id, NOT_RUN_KEY, reason[:2000])
-            self._set_attrs(t._trial_id, {OUTCOME_KEY: "not_run", "error": reason[:2000], "time_charged": 0.0})
-            try:
+            self._set_attrs(
+                t._trial_id, {OUTCOME_KEY: "not_run", "error": reason[:2000], "time_charged": 0.0}
+            )
+            with contextlib.suppress(RuntimeError, ValueError):
                 storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            except (RuntimeError, ValueError):
-                pass
 
     def _config_of(self, trial: optuna.Trial) -> dict[str, Any]:
         return {n: trial.params[n] for n in self.space.names}
@@ -352,6 +370,9 @@ class StudyRunner:
         }
         with self._lock:
             self._set_attrs(trial._trial_id, attrs)
+            if self.failure_policy == "constraint":
+                # > 0 is infeasible for Optuna's constrained TPE and GP samplers.
+                trial.set_constraint("failed", -1.0 if result.outcome == "ok" else 1.0)
             if result.outcome == "ok":
                 self.study.tell(trial, result.value)
             elif self.failure_policy == "ignore":
@@ -384,7 +405,11 @@ class StudyRunner:
     def _report(self, number: int, result: TrialResult) -> None:
         best = best_trial(self.study, self.space.direction)
         best_text = f"{best.user_attrs['value']:.6g} (#{best.number})" if best else "-"
-        value = f"{self.space.metric}={result.value:.6g}" if result.value is not None else (result.error or "").splitlines()[-1:] or [""]
+        value = (
+            f"{self.space.metric}={result.value:.6g}"
+            if result.value is not None
+            else (result.error or "").splitlines()[-1:] or [""]
+        )
         if isinstance(value, list):
             value = value[0][:60]
         used = self.used()

@@ -162,7 +162,9 @@ class ConfigSampler(BaseSampler):
 
     def save(self, study: Study) -> None:
         self.state["rng"] = self.rng.bit_generator.state
-        study._storage.set_study_system_attr(study._study_id, self._state_key(), dump_state(self.state))
+        study._storage.set_study_system_attr(
+            study._study_id, self._state_key(), dump_state(self.state)
+        )
 
     def sync(self, study: Study) -> None:
         """Observe every finished trial not yet observed, in trial order, then save."""

@@ -1,9 +1,9 @@
 """The classical samplers that Optuna and SMAC3 provide, wrapped to propose repaired configurations.
 
-Each factory takes the search space, a seed, and the study's failure policy. With the
-``constraint`` policy, samplers that model feasibility (TPE, GP) are given a constraint function
-that marks failed trials infeasible, so they learn where configurations fail rather than only
-that those configurations scored the penalty value.
+Each factory takes the search space and a seed. With the ``constraint`` failure policy the study
+engine marks each trial feasible or not (``Trial.set_constraint``), and the samplers that model
+feasibility (TPE, GP) then learn where configurations fail rather than only that those
+configurations scored the penalty value.
 """
 
 from __future__ import annotations
@@ -24,18 +24,21 @@ def failed_constraint(trial: FrozenTrial) -> Sequence[float]:
     return [1.0 if trial.user_attrs.get(OUTCOME_KEY, "ok") != "ok" else -1.0]
 
 
-def random_sampler(space: SearchSpace, seed: int | None, constraints: bool = False) -> RepairingSampler:
+def random_sampler(
+    space: SearchSpace, seed: int | None, constraints: bool = False
+) -> RepairingSampler:
     return RepairingSampler(optuna.samplers.RandomSampler(seed=seed), space)
 
 
-def tpe_sampler(space: SearchSpace, seed: int | None, constraints: bool = False) -> RepairingSampler:
+def tpe_sampler(
+    space: SearchSpace, seed: int | None, constraints: bool = False
+) -> RepairingSampler:
     """Multivariate TPE with grouping off and the constant liar for parallel workers."""
     base = optuna.samplers.TPESampler(
         seed=seed,
         multivariate=True,
         constant_liar=True,
         n_startup_trials=10,
-        constraints_func=failed_constraint if constraints else None,
     )
     return RepairingSampler(base, space)
 
@@ -45,7 +48,6 @@ def gp_sampler(space: SearchSpace, seed: int | None, constraints: bool = False) 
     base = optuna.samplers.GPSampler(
         seed=seed,
         n_startup_trials=10,
-        constraints_func=failed_constraint if constraints else None,
         deterministic_objective=False,
     )
     return RepairingSampler(base, space)

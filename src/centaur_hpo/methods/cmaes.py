@@ -99,9 +99,11 @@ class Encoding:
         """Decode a point of the Gaussian part (the mean, say) to native values."""
         x = v[: len(self.cont)] if self.cont else None
         z = v[len(self.cont) :] if self.disc else None
-        return self.decode(x, z, None) if not self.cats else {
-            k: val for k, val in self.decode(x, z, None).items() if k not in self.cats
-        }
+        return (
+            self.decode(x, z, None)
+            if not self.cats
+            else {k: val for k, val in self.decode(x, z, None).items() if k not in self.cats}
+        )
 
 
 def native_std(space: SearchSpace, name: str, unit_std: float) -> dict[str, Any]:
@@ -143,7 +145,11 @@ class CmaEsSampler(ConfigSampler):
         self.state.update(optimizer=None, pending={}, buffer=[], injected=0)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "sigma0": self.sigma0, "popsize": self.optimizer.population_size}
+        return {
+            **super().describe(),
+            "sigma0": self.sigma0,
+            "popsize": self.optimizer.population_size,
+        }
 
     @property
     def optimizer(self) -> CatCMAwM:
@@ -232,14 +238,23 @@ class CmaEsSampler(ConfigSampler):
             std_unit = sigma * np.sqrt(np.diag(cov))
             out["mean"] = self.enc.decode_gauss(mean)
             out["sigma"] = sigma
-            out["spread"] = {n: native_std(self.space, n, float(s)) for n, s in zip(self.enc.gauss, std_unit, strict=True)}
+            out["spread"] = {
+                n: native_std(self.space, n, float(s))
+                for n, s in zip(self.enc.gauss, std_unit, strict=True)
+            }
             d = np.sqrt(np.diag(cov))
             corr = cov / np.outer(d, d)
-            out["correlation"] = {"labels": list(self.enc.gauss), "matrix": np.round(corr, 3).tolist()}
+            out["correlation"] = {
+                "labels": list(self.enc.gauss),
+                "matrix": np.round(corr, 3).tolist(),
+            }
         if self.enc.cats:
             q = np.array(opt._q, dtype=float)
             out["categorical"] = {
-                n: {str(c): round(float(q[i, j]), 3) for j, c in enumerate(self.space.params[n].choices or ())}
+                n: {
+                    str(c): round(float(q[i, j]), 3)
+                    for j, c in enumerate(self.space.params[n].choices or ())
+                }
                 for i, n in enumerate(self.enc.cats)
             }
         return out

@@ -32,7 +32,10 @@ def find_space_file(script: str | Path, space: str | Path | None = None) -> Path
             )
         return path
     script = Path(script)
-    for candidate in (script.with_name(script.stem + ".space.toml"), script.with_name("space.toml")):
+    for candidate in (
+        script.with_name(script.stem + ".space.toml"),
+        script.with_name("space.toml"),
+    ):
         if candidate.is_file():
             return candidate
     return None

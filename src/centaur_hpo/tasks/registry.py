@@ -15,6 +15,8 @@ SCRIPT_TASKS = {
 def script_task(name: str) -> tuple[Path, Path]:
     """The script and space file of a built-in task; unknown names list the known ones."""
     if name not in SCRIPT_TASKS:
-        raise ValueError(f"unknown task {name!r}; built-in tasks: {', '.join(sorted(SCRIPT_TASKS))}")
+        raise ValueError(
+            f"unknown task {name!r}; built-in tasks: {', '.join(sorted(SCRIPT_TASKS))}"
+        )
     script, space = SCRIPT_TASKS[name]
     return _HERE / script, _HERE / space
