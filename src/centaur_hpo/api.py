@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from centaur_hpo.runner import parse_bytes
 from centaur_hpo.script import config_diff
 from centaur_hpo.space import SearchSpace
 from centaur_hpo.spaces import space_for_script
+from centaur_hpo.storage import open_storage
 from centaur_hpo.study import Budget, StudyRunner, StudyStopped, parse_duration
 
 
@@ -53,15 +54,6 @@ class TuneResult:
 def default_storage(run_dir: Path) -> str:
     run_dir.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(run_dir / 'study.db').resolve()}"
-
-
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage for ``url``; SQLite gets a lock timeout so threads and workers wait."""
-    if url.startswith("sqlite"):
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    if url.startswith(("postgresql", "mysql")):
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
-    return optuna.storages.get_storage(url)
 
 
 def resolve_target(
@@ -106,6 +98,8 @@ def tune(
     study: str | None = None,
     space: str | Path | None = None,
     tune_params: list[str] | None = None,
+    metric: str | None = None,
+    direction: str | None = None,
     failure_policy: str = "penalty",
     run_dir: str | Path = "runs",
     n_jobs: int = 1,
@@ -118,6 +112,12 @@ def tune(
     """Tune a script (or a built-in task) under a budget; rerun the same call to resume."""
     optuna_quiet()
     script_path, search_space, short = resolve_target(script, task, space, tune_params)
+    if metric or direction:
+        search_space = replace(
+            search_space,
+            metric=metric or search_space.metric,
+            direction=direction or search_space.direction,  # type: ignore[arg-type]
+        )
     study_name = study or f"{short}-{method}-s{seed}"
     run_path = Path(run_dir) / study_name
     storage_url = storage or default_storage(run_path)

@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--space", help="space file (TOML) or built-in space name (autoresearch)")
     t.add_argument("--tune", help="comma-separated subset of knobs to tune (others stay fixed)")
     t.add_argument(
+        "--metric", help="metric the script prints (default: the space file's, else val_bpb)"
+    )
+    t.add_argument("--direction", choices=("minimize", "maximize"), help="default: minimize")
+    t.add_argument(
         "--failure-policy",
         default="penalty",
         choices=tuple(FAILURE_POLICIES),
@@ -191,6 +195,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         study=args.study,
         space=args.space,
         tune_params=args.tune.split(",") if args.tune else None,
+        metric=args.metric,
+        direction=args.direction,
         failure_policy=args.failure_policy,
         run_dir=args.run_dir,
         n_jobs=args.jobs,

@@ -41,6 +41,7 @@ from centaur_hpo.records import (
     set_study_attr,
 )
 from centaur_hpo.runner import TrialResult
+from centaur_hpo.storage import set_trial_attrs
 
 WORKER_KEY = "centaur:worker"
 HEARTBEAT_KEY = "centaur:heartbeat"
@@ -160,12 +161,14 @@ class StudyRunner:
     grace_period: float = 60.0
     progress: Callable[[str], None] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    no_metric_patience: int = 3
 
     def __post_init__(self) -> None:
         self.space = self.evaluator.space
         self.worker = worker_identity()
         self._lock = threading.RLock()
         self._running: dict[int, float] = {}  # trial id -> start time
+        self._ask_time: dict[int, float] = {}  # trial id -> seconds the method took to propose
         self._stop = threading.Event()
         self._stop_reason: str | None = None
         self._started = time.monotonic()
@@ -181,8 +184,7 @@ class StudyRunner:
         return self.study._storage
 
     def _set_attrs(self, trial_id: int, attrs: dict[str, Any]) -> None:
-        for k, v in attrs.items():
-            self._storage().set_trial_user_attr(trial_id, k, v)
+        set_trial_attrs(self._storage(), trial_id, user=attrs)
 
     def used(self) -> float:
         """Budget used so far, on the budget's clock, over the whole study (all runs)."""
@@ -328,10 +330,14 @@ class StudyRunner:
                 self._stop.set()
                 return None
             ask_time = time.monotonic() - t0
-            self._storage().set_trial_system_attr(trial._trial_id, WORKER_KEY, self.worker)
-            self._storage().set_trial_system_attr(trial._trial_id, HEARTBEAT_KEY, time.time())
+            set_trial_attrs(
+                self._storage(),
+                trial._trial_id,
+                user={"time_optimizer": ask_time},
+                system={WORKER_KEY: self.worker, HEARTBEAT_KEY: time.time()},
+            )
             self._running[trial._trial_id] = time.monotonic()
-            trial.set_user_attr("time_optimizer", ask_time)
+            self._ask_time[trial._trial_id] = ask_time
             return trial
 
     def _mark_unrun(self, reason: str) -> None:
@@ -351,7 +357,7 @@ class StudyRunner:
         return {n: trial.params[n] for n in self.space.names}
 
     def _tell(self, trial: optuna.Trial, result: TrialResult, slot: str | None) -> None:
-        ask_time = trial.user_attrs.get("time_optimizer", 0.0)
+        ask_time = self._ask_time.pop(trial._trial_id, 0.0)
         charge = result.time_wall + (ask_time if self.budget.clock == "wall" else 0.0)
         attrs: dict[str, Any] = {
             OUTCOME_KEY: result.outcome,
@@ -400,7 +406,21 @@ class StudyRunner:
             raise
         self._tell(trial, result, slot)
         self._report(trial.number, result)
+        self._sanity_check()
         return True
+
+    def _sanity_check(self) -> None:
+        """Stop early when the script evidently never prints the metric (bad setup, not bad luck)."""
+        trials = [t for t in self.study.get_trials(deepcopy=False) if OUTCOME_KEY in t.user_attrs]
+        first = [t.user_attrs[OUTCOME_KEY] for t in trials[: self.no_metric_patience]]
+        if len(first) == self.no_metric_patience and all(o == "no_metric" for o in first):
+            self._stop_reason = (
+                f"the first {len(first)} trials exited normally but printed no "
+                f"{self.space.metric!r}. Make the script print a summary block ('---' then "
+                f"'{self.space.metric}: VALUE') or a JSON line, or name the metric it prints "
+                "with --metric. The trials are recorded; see their stdout.log."
+            )
+            self._stop.set()
 
     def _report(self, number: int, result: TrialResult) -> None:
         best = best_trial(self.study, self.space.direction)
