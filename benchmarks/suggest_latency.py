@@ -32,7 +32,9 @@ FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "autorese
 
 def objective(c: dict) -> float:
     return (
-        0.98 + 0.002 * (c["DEPTH"] - 10) ** 2 / 10 + 0.01 * math.log(c["MATRIX_LR"] / 0.05) ** 2
+        0.98
+        + 0.002 * (c["DEPTH"] - 10) ** 2 / 10
+        + 0.01 * math.log(c["MATRIX_LR"] / 0.05) ** 2
         + (0.003 if c["WINDOW_PATTERN"] != "SSSL" else 0.0)
     )
 
@@ -49,8 +51,14 @@ def measure(method: str, n: int, steps: int, storage: str | None) -> tuple[float
         config = space.repair(t.params)
         failed = i % 10 == 9
         value = 100.0 if failed else objective(config) + rng.normal(0, 1e-3)
-        trials.append(create_trial(params=config, distributions=dists, value=value,
-                                   user_attrs={"outcome": "oom" if failed else "ok", "value": value}))
+        trials.append(
+            create_trial(
+                params=config,
+                distributions=dists,
+                value=value,
+                user_attrs={"outcome": "oom" if failed else "ok", "value": value},
+            )
+        )
     study = optuna.create_study(storage=storage, sampler=make_sampler(method, space, 0))
     study.add_trials(trials)
     t0 = time.perf_counter()

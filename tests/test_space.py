@@ -108,3 +108,14 @@ def test_builtin_file_parses_against_the_fixture(autoresearch_dir: Path) -> None
     spec = load_space_file(builtin_path("autoresearch"))
     space = build_space(read_knobs(autoresearch_dir / "train.py"), spec)
     assert space.constants == {"MAX_SEQ_LEN": 2048}
+
+
+def test_tune_subset_may_fix_a_constraint_target(autoresearch_dir: Path) -> None:
+    """``--tune`` leaving out TOTAL_BATCH_SIZE keeps it fixed; the constraint no longer repairs it."""
+    script = autoresearch_dir / "train.py"
+    spec = load_space_file(builtin_path("autoresearch"))
+    space = build_space(read_knobs(script), spec, tune=["DEPTH", "MATRIX_LR", "DEVICE_BATCH_SIZE"])
+    assert space.names == ["DEPTH", "MATRIX_LR", "DEVICE_BATCH_SIZE"]
+    assert "TOTAL_BATCH_SIZE" in space.fixed
+    repaired = space.repair({"DEPTH": 8, "MATRIX_LR": 0.04, "DEVICE_BATCH_SIZE": 100})
+    assert repaired["DEVICE_BATCH_SIZE"] == 128 and "TOTAL_BATCH_SIZE" not in repaired

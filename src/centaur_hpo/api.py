@@ -43,6 +43,8 @@ class TuneResult:
     csv_path: Path | None = None
     diff: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
+    #: LLM cost, reported apart from training time: requests, calls, tokens, latency seconds
+    llm_usage: dict[str, Any] | None = None
 
     @property
     def improvement(self) -> float | None:
@@ -106,6 +108,9 @@ def tune(
     gpus: list[str] | None = None,
     llm: Any = None,
     method_options: dict[str, Any] | None = None,
+    llm_fallback: bool = False,
+    replay: str | Path | None = None,
+    budget_includes_llm: bool = False,
     default_first: bool = True,
     progress: Any = None,
 ) -> TuneResult:
@@ -128,13 +133,21 @@ def tune(
         raise ValueError("give a budget (--budget 10m) or a number of trials (--trials 20)")
     if budget_clock not in ("training", "wall"):
         raise ValueError("--budget-clock must be 'training' or 'wall'")
-    sampler = make_sampler(
-        method,
-        search_space,
-        seed,
-        failure_policy=failure_policy,
-        llm=llm,
-        **(method_options or {}),
+    llm, method_options = _llm_settings(method, llm, method_options, llm_fallback, replay)
+    if method in ("llm_agent", "llambo", "llm_warm_start", "centaur"):
+        method_options.setdefault("hardware", hardware_text(device, cap, tb))
+    code_agent = method == "code_agent"  # edits the script itself: its own loop, no sampler
+    sampler = (
+        None
+        if code_agent
+        else make_sampler(
+            method,
+            search_space,
+            seed,
+            failure_policy=failure_policy,
+            llm=llm,
+            **method_options,
+        )
     )
     evaluator = ScriptEvaluator(
         script=script_path,
@@ -153,24 +166,53 @@ def tune(
         load_if_exists=True,
     )
     _check_same_study(ostudy, method, seed)
-    runner = StudyRunner(
-        study=ostudy,
-        evaluator=evaluator,
-        budget=Budget(parse_duration(budget), budget_clock, n_trials),  # type: ignore[arg-type]
-        failure_policy=failure_policy,  # type: ignore[arg-type]
-        default_first=default_first,
-        n_jobs=n_jobs,
-        slots=gpus,
-        progress=progress
-        if progress is not None
-        else (lambda s: print(s, file=sys.stderr, flush=True)),
-        info={
-            "method": method,
-            "seed": seed,
-            "script": str(script_path.resolve()),
-            "task": task,
-            "command": " ".join(sys.argv) if sys.argv else None,
-        },
+    code_budget = Budget(parse_duration(budget), budget_clock, n_trials, budget_includes_llm)  # type: ignore[arg-type]
+    runner = (
+        _code_agent_runner(
+            ostudy,
+            script_path,
+            search_space,
+            run_path,
+            storage_url,
+            tb,
+            cap,
+            device,
+            code_budget,
+            failure_policy,
+            llm,
+            seed,
+            method_options,
+            progress,
+            task,
+            parse_duration(timeout),
+            n_jobs,
+        )
+        if code_agent
+        else StudyRunner(
+            study=ostudy,
+            evaluator=evaluator,
+            budget=Budget(
+                parse_duration(budget),
+                budget_clock,  # type: ignore[arg-type]
+                n_trials,
+                include_llm=budget_includes_llm,
+            ),
+            failure_policy=failure_policy,  # type: ignore[arg-type]
+            default_first=default_first,
+            n_jobs=n_jobs,
+            slots=gpus,
+            progress=progress
+            if progress is not None
+            else (lambda s: print(s, file=sys.stderr, flush=True)),
+            info={
+                "method": method,
+                "seed": seed,
+                "script": str(script_path.resolve()),
+                "task": task,
+                "command": " ".join(sys.argv) if sys.argv else None,
+                **_llm_info(sampler),
+            },
+        )
     )
     stopped = None
     try:
@@ -190,6 +232,8 @@ def tune(
         None,
     )
     diff = config_diff(script_path, {**search_space.fixed, **best.params}) if best else ""
+    if code_agent:
+        diff = runner.best_script()[1]  # type: ignore[attr-defined]
     if stopped:
         summary["stopped"] = stopped
     return TuneResult(
@@ -204,7 +248,117 @@ def tune(
         csv_path=csv_path,
         diff=diff,
         summary=summary,
+        llm_usage=_llm_usage(ostudy),
     )
+
+
+def _code_agent_runner(
+    study: optuna.Study,
+    script: Path,
+    space: SearchSpace,
+    run_path: Path,
+    storage_url: str,
+    trial_budget: float | None,
+    memory_cap: int | None,
+    device: str,
+    budget: Budget,
+    failure_policy: str,
+    llm: Any,
+    seed: int,
+    options: dict[str, Any],
+    progress: Any,
+    task: str | None,
+    timeout: float | None,
+    n_jobs: int,
+) -> StudyRunner:
+    """The code agent's loop (``--method code_agent``): see :mod:`centaur_hpo.methods.code_agent`."""
+    from centaur_hpo.methods.code_agent import code_agent_runner
+
+    return code_agent_runner(
+        study=study,
+        script=script,
+        space=space,
+        run_dir=run_path,
+        storage_url=storage_url,
+        trial_budget=trial_budget,
+        memory_cap=memory_cap,
+        device=device,
+        budget=budget,
+        failure_policy=failure_policy,
+        llm=llm,
+        seed=seed,
+        options=options,
+        progress=progress
+        if progress is not None
+        else (lambda s: print(s, file=sys.stderr, flush=True)),
+        info={
+            "method": "code_agent",
+            "seed": seed,
+            "script": str(script.resolve()),
+            "task": task,
+            "command": " ".join(sys.argv) if sys.argv else None,
+        },
+        timeout=timeout,
+        n_jobs=n_jobs,
+    )
+
+
+def _llm_settings(
+    method: str,
+    llm: Any,
+    options: dict[str, Any] | None,
+    fallback: bool,
+    replay: str | Path | None,
+) -> tuple[Any, dict[str, Any]]:
+    """The ``llm`` and method options for the LLM flags (--replay, --llm-fallback)."""
+    from centaur_hpo.methods import LLM_METHODS
+
+    options = dict(options or {})
+    if method not in LLM_METHODS:
+        if llm is not None or replay is not None or fallback:
+            raise ValueError(
+                f"--llm, --replay and --llm-fallback apply to LLM methods, not {method}"
+            )
+        return None, options
+    if replay is not None:
+        if llm is not None:
+            raise ValueError("give --llm or --replay, not both (--replay answers from a recording)")
+        llm = f"replay:{replay}"
+    if fallback:
+        options.setdefault("fallback", True)
+    return llm, options
+
+
+def hardware_text(device: str, cap: int | None, trial_budget: float | None) -> str:
+    """The limits an LLM method states in its prompt, from the settings that enforce them.
+
+    Why here: the reference code told its LLM a memory size that was not the enforced cap; built
+    from the same ``cap`` the evaluator applies, the prompt cannot disagree with the run.
+    """
+    how = "PyTorch's CUDA memory fraction" if device == "cuda" else "an address-space limit"
+    parts = [f"trials run on {'GPU' if device == 'cuda' else 'CPU'}"]
+    if cap:
+        parts.append(
+            f"memory cap {cap / 2**30:.3g} GiB per trial ({how}); a configuration that needs "
+            "more fails with out-of-memory"
+        )
+    if trial_budget:
+        parts.append(f"each trial trains for {trial_budget:g} s")
+    return "; ".join(parts) + "."
+
+
+def _llm_info(sampler: Any) -> dict[str, Any]:
+    """Who answers the LLM calls, for the study's record (no key is ever in it)."""
+    client = getattr(sampler, "llm", None)
+    describe = getattr(client, "describe", None)
+    return {"llm": describe()} if callable(describe) else {}
+
+
+def _llm_usage(study: optuna.Study) -> dict[str, Any] | None:
+    from centaur_hpo.llm.records import llm_usage
+
+    usage = llm_usage(study)
+    return usage if usage["requests"] else None
 
 
 def _check_same_study(study: optuna.Study, method: str, seed: int) -> None:

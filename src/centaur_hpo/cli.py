@@ -25,12 +25,17 @@ from centaur_hpo.study import FAILURE_POLICIES, STOP_KEY, format_duration
 
 
 def _parse_options(items: list[str]) -> dict[str, Any]:
-    """``--option ratio=0.3`` pairs; values are read as JSON where they parse, else as text."""
+    """``--option ratio=0.3`` pairs: ints, floats, booleans (true/false/yes/no) and JSON are
+    parsed; anything else stays text (``-o refiner=tpe``)."""
     out: dict[str, Any] = {}
     for item in items or []:
-        if "=" not in item:
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
             raise ValueError(f"--option takes KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
+        words = {"true": True, "yes": True, "false": False, "no": False, "none": None}
+        if v.strip().lower() in words:
+            out[k.strip()] = words[v.strip().lower()]
+            continue
         try:
             out[k.strip()] = json.loads(v)
         except json.JSONDecodeError:
@@ -114,10 +119,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--llm",
-        help="LLM for LLM methods: local (default), openai:MODEL@URL, "
-        "anthropic:MODEL, replay:CASSETTE.jsonl",
+        metavar="SPEC",
+        help="LLM for LLM methods: local (the embedded SmolLM2-135M, default), "
+        "openai:MODEL@URL (any OpenAI-compatible server: vLLM, Ollama, llama.cpp), "
+        "anthropic:MODEL. Environment: CENTAUR_LLM (a spec), OPENAI_BASE_URL, OPENAI_API_KEY, "
+        "ANTHROPIC_API_KEY; keys are read from the environment only, never stored or printed",
     )
     t.add_argument(
+        "--llm-fallback",
+        action="store_true",
+        help="when the LLM fails, propose classically instead of stopping (recorded as the "
+        "trial's source fallback:REASON); off by default",
+    )
+    t.add_argument(
+        "--replay",
+        metavar="CASSETTE",
+        help="answer the LLM calls from a recording instead of an LLM: a .jsonl cassette "
+        "(centaur export --llm-calls) or STORAGE_URL#STUDY; re-runs that study exactly",
+    )
+    t.add_argument(
+        "--budget-includes-llm",
+        action="store_true",
+        help="charge the time spent proposing (LLM calls) to the budget; by default it is "
+        "excluded, as in the paper, and reported separately",
+    )
+    t.add_argument(
+        "-o",
         "--option",
         action="append",
         default=[],
@@ -149,8 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "-o", "--output", default="trials.csv", help="CSV path (default trials.csv)"
             )
+            p.add_argument(
+                "--llm-calls",
+                metavar="PATH",
+                help="also write the study's LLM calls as a JSONL cassette (for --replay)",
+            )
         if name == "best":
             p.add_argument("--diff", action="store_true", help="also print the script diff")
+        if name == "stop":
+            p.add_argument(
+                "--undo",
+                action="store_true",
+                help="withdraw the stop request, so workers (or tune) may continue the study",
+            )
 
     ls = sub.add_parser("studies", help="list the studies in a storage")
     ls.add_argument("--storage", help="Optuna storage URL (default: every runs/*/study.db)")
@@ -165,7 +203,7 @@ def _register_extra(sub: Any) -> None:
     """Commands of other modules (bench, report, surrogate, worker) that exist in this install."""
     import importlib
 
-    for module in ("centaur_hpo.bench.cli", "centaur_hpo.worker"):
+    for module in ("centaur_hpo.bench.cli", "centaur_hpo.worker", "centaur_hpo.tasks.cli"):
         try:
             mod = importlib.import_module(module)
         except ImportError:
@@ -203,11 +241,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
         gpus=args.gpus.split(",") if args.gpus else None,
         llm=args.llm,
         method_options=_parse_options(args.option),
+        llm_fallback=args.llm_fallback,
+        replay=args.replay,
+        budget_includes_llm=args.budget_includes_llm,
         default_first=not args.no_default_first,
     )
     print()
     print(f"study      {result.study_name}   storage {result.storage}")
     print(f"trials     {result.n_trials}   budget used {format_duration(result.used_seconds)}")
+    if result.llm_usage:
+        print(f"llm        {_llm_line(result.llm_usage)}")
     if result.summary.get("stopped"):
         print(f"stopped    {result.summary['stopped']}")
     if result.best_params is None:
@@ -304,11 +347,25 @@ def cmd_status(args: argparse.Namespace) -> int:
     total = budget.get("seconds")
     left = f" of {format_duration(total)} ({format_duration(total - used)} left)" if total else ""
     print(f"budget   {format_duration(used)} {budget.get('clock', 'training')} time used{left}")
+    from centaur_hpo.llm.records import llm_usage
+
+    usage = llm_usage(study)
+    if usage["requests"]:
+        print(f"llm      {_llm_line(usage)}")
     if best:
         print(f"best     {best.user_attrs['value']} (trial #{best.number})")
     if get_study_attr(study, STOP_KEY):
         print("stop     requested")
     return 0
+
+
+def _llm_line(usage: dict[str, Any]) -> str:
+    """LLM cost on one line, apart from the training time the budget counts."""
+    return (
+        f"{usage['calls']} calls ({usage['failed_calls']} failed, {usage['requests']} requests), "
+        f"{usage['tokens_in']} tokens in ({usage['cached_tokens']} cached), "
+        f"{usage['tokens_out']} out, {format_duration(usage['latency_s'])} of LLM time"
+    )
 
 
 def cmd_best(args: argparse.Namespace) -> int:
@@ -338,13 +395,23 @@ def cmd_best(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from centaur_hpo.records import export_csv
 
-    path = export_csv(_open_study(args), args.output)
+    study = _open_study(args)
+    path = export_csv(study, args.output)
     print(f"wrote {path}")
+    if args.llm_calls:
+        from centaur_hpo.llm.records import export_cassette, llm_calls
+
+        cassette = export_cassette(study, args.llm_calls)
+        print(f"wrote {cassette} ({len(llm_calls(study))} LLM requests)")
     return 0
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
     study = _open_study(args)
+    if args.undo:
+        set_study_attr(study, STOP_KEY, False)
+        print(f"stop withdrawn for {study.study_name}: start workers (or tune) to continue it")
+        return 0
     set_study_attr(study, STOP_KEY, True)
     print(f"stop requested for {study.study_name}: running trials finish, no new ones start")
     return 0

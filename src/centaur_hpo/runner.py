@@ -79,6 +79,12 @@ class TrialSpec:
     gpu: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     trust_script_timing: bool = True
+    #: A :class:`centaur_hpo.sandbox.Sandbox` to run the command in (untrusted code), or None.
+    sandbox: Any = None
+    #: Extra folders the sandboxed command may write besides ``trial_dir``.
+    writable: list[Path] = field(default_factory=list)
+    #: Paths shown read-only inside the sandbox even if they lie in a hidden folder.
+    readonly: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -96,6 +102,7 @@ class TrialResult:
     time_eval: float | None
     stdout_path: str
     stderr_path: str
+    sandbox: dict[str, Any] | None = None  # what the sandbox enforced, when there was one
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,8 +120,12 @@ def _tail(path: Path, n_lines: int = 20, max_bytes: int = 64_000) -> str:
     return "\n".join(text.splitlines()[-n_lines:])
 
 
-def _kill_group(pgid: int) -> None:
-    """SIGTERM the whole group, then SIGKILL whatever is left after a short grace."""
+def _kill_group(pgid: int, zombies_are_dead: bool = False) -> None:
+    """SIGTERM the whole group, then SIGKILL whatever is left after a short grace.
+
+    ``zombies_are_dead`` is for sandboxed trials (see :func:`_group_alive`): there the kernel
+    has already killed everything in the trial's PID namespace when its init died.
+    """
     for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 0.0)):
         try:
             os.killpg(pgid, sig)
@@ -122,11 +133,37 @@ def _kill_group(pgid: int) -> None:
             return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except (ProcessLookupError, PermissionError):
+            if not _group_alive(pgid, zombies_are_dead):
                 return
             time.sleep(0.05)
+
+
+def _group_alive(pgid: int, zombies_are_dead: bool = False) -> bool:
+    """True while a process of the group answers signal 0 (optionally: and is no zombie).
+
+    A zombie still answers signal 0, and an orphaned one (bubblewrap's PID-namespace init
+    outlives the bwrap process we started) waits for the system's init to reap it, which can
+    take seconds: without ``zombies_are_dead`` every sandboxed trial would sit out the grace.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    if not zombies_are_dead:
+        return True
+    try:
+        pids = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:  # no /proc (not Linux): trust signal 0
+        return True
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def _sitecustomize_dir() -> Path:
@@ -164,13 +201,21 @@ def run_trial(spec: TrialSpec) -> TrialResult:
         if cap:
             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
+    command, env = list(spec.command), build_env(spec)
+    sandbox_record = None
+    sandboxed = spec.sandbox is not None
+    if spec.sandbox is not None:
+        command, env, sandbox_record = spec.sandbox.wrap(
+            command, env, trial_dir, writable=spec.writable, readonly=spec.readonly
+        )
+
     first_output: list[float] = []
     start = time.monotonic()
     with out_path.open("wb") as out_f, err_path.open("wb") as err_f:
         proc = subprocess.Popen(
-            spec.command,
+            command,
             cwd=trial_dir,
-            env=build_env(spec),
+            env=env,
             stdout=subprocess.PIPE,
             stderr=err_f,
             stdin=subprocess.DEVNULL,
@@ -193,13 +238,13 @@ def run_trial(spec: TrialSpec) -> TrialResult:
             proc.wait(timeout=spec.timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
-            _kill_group(proc.pid)
+            _kill_group(proc.pid, sandboxed)
             proc.wait()
         except BaseException:
-            _kill_group(proc.pid)
+            _kill_group(proc.pid, sandboxed)
             proc.wait()
             raise
-        _kill_group(proc.pid)  # children the script left behind
+        _kill_group(proc.pid, sandboxed)  # children the script left behind
         reader.join(timeout=5)
     wall = time.monotonic() - start
     stdout = out_path.read_text(errors="replace")
@@ -228,6 +273,7 @@ def run_trial(spec: TrialSpec) -> TrialResult:
         time_eval=evaluation,
         stdout_path=str(out_path),
         stderr_path=str(err_path),
+        sandbox=sandbox_record,
     )
 
 

@@ -174,9 +174,12 @@ class SearchSpace:
             raise SpaceError("the search space has no parameters to tune")
         known = set(self.params) | set(self.constants) | set(self.fixed)
         for c in self.constraints:
-            if c.target not in self.params:
+            # A constraint on a knob held fixed (``--tune`` left it out) cannot be repaired: it is
+            # kept for the record and a violating configuration fails in the script, visibly.
+            if c.target not in self.params and c.target not in self.fixed:
                 raise SpaceError(
-                    f"constraint {c.describe()!r}: {c.target} is not a tuned parameter"
+                    f"constraint {c.describe()!r}: {c.target} is neither a tuned parameter nor a "
+                    "fixed knob of the script"
                 )
             missing = c.names() - known
             if missing:
@@ -270,7 +273,7 @@ class SearchSpace:
                 v = min(pows, key=lambda q: (abs(math.log2(q) - math.log2(max(v, 1e-12))), q))
             out[name] = int(round(v)) if p.type == "int" else float(v)
         for c in self.constraints:
-            if c.target not in out:
+            if c.target not in self.params or c.target not in out:
                 continue
             env = {**self.constants, **self.fixed, **out}
             try:

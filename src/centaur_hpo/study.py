@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from centaur_hpo.evaluate import Evaluator
@@ -41,7 +42,13 @@ from centaur_hpo.records import (
     set_study_attr,
 )
 from centaur_hpo.runner import TrialResult
-from centaur_hpo.storage import set_trial_attrs
+from centaur_hpo.storage import (
+    is_transient_db_error,
+    lock_is_shared,
+    retry_db,
+    set_trial_attrs,
+    study_lock,
+)
 
 WORKER_KEY = "centaur:worker"
 HEARTBEAT_KEY = "centaur:heartbeat"
@@ -84,8 +91,18 @@ def _alive(identity: dict[str, Any]) -> bool:
         return False
     except PermissionError:
         return True
+    if _process_state(pid) in ("Z", "X"):  # killed, not yet reaped by its parent: dead
+        return False
     start = identity.get("pstart")
     return start is None or _process_start(pid) == start
+
+
+def _process_state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 @dataclass
@@ -95,11 +112,14 @@ class Budget:
     seconds: float | None = None
     clock: Clock = "training"
     n_trials: int | None = None
+    #: charge the time a method spent proposing (its LLM calls) to the budget; the paper did not
+    include_llm: bool = False
 
     def describe(self) -> str:
         parts = []
         if self.seconds is not None:
-            parts.append(f"{format_duration(self.seconds)} of {self.clock} time")
+            llm = " + LLM time" if self.include_llm and self.clock != "wall" else ""
+            parts.append(f"{format_duration(self.seconds)} of {self.clock} time{llm}")
         if self.n_trials is not None:
             parts.append(f"{self.n_trials} trials")
         return " or ".join(parts) or "unlimited"
@@ -162,6 +182,10 @@ class StudyRunner:
     progress: Callable[[str], None] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     no_metric_patience: int = 3
+    #: seconds a worker rides out an unreachable database (retrying with backoff) before failing
+    db_patience: float = 600.0
+    #: how often a running worker looks for trials of dead workers (default: heartbeat_interval)
+    recover_interval: float | None = None
 
     def __post_init__(self) -> None:
         self.space = self.evaluator.space
@@ -174,6 +198,7 @@ class StudyRunner:
         self._started = time.monotonic()
         self._wall_before = 0.0
         self._hb_thread: threading.Thread | None = None
+        self._last_recover = time.monotonic()
 
     # -- helpers -------------------------------------------------------------------------------
     def _say(self, text: str) -> None:
@@ -216,10 +241,38 @@ class StudyRunner:
         b = self.budget
         if b.n_trials is not None and self.n_run() >= b.n_trials:
             return False
-        return not (b.seconds is not None and self.used() >= b.seconds)
+        if b.seconds is None:
+            return True
+        # A trial starts only if it is expected to fit: the budget is a promise, not a threshold
+        # that the last trial may overshoot (the reference code let it). Trials still running
+        # (this worker's or others') are counted at the expected cost too.
+        cost = self.expected_trial_cost()
+        running = sum(
+            1 for t in self.study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING
+        )
+        return self.used() + (running + 1) * cost <= b.seconds + 1e-9
+
+    def expected_trial_cost(self) -> float:
+        """What the next trial is expected to charge: the per-trial budget where one is set (a
+        script stops training at it), else the median charge of the trials so far, else 0."""
+        trial_budget = getattr(self.evaluator, "trial_budget", None)
+        if trial_budget:
+            return float(trial_budget)
+        charges = sorted(
+            float(c)
+            for t in self.study.get_trials(deepcopy=False)
+            if t.state != TrialState.RUNNING
+            and isinstance(c := t.user_attrs.get("time_charged"), int | float)
+            and math.isfinite(c)
+        )
+        return charges[len(charges) // 2] if charges else 0.0
 
     # -- the study's identity ------------------------------------------------------------------
     def record_info(self) -> None:
+        with study_lock(self._storage(), self.study._study_id):
+            self._record_info()
+
+    def _record_info(self) -> None:
         current = get_study_attr(self.study, STUDY_INFO_KEY)
         info = {
             "metric": self.space.metric,
@@ -230,6 +283,7 @@ class StudyRunner:
                 "seconds": self.budget.seconds,
                 "clock": self.budget.clock,
                 "n_trials": self.budget.n_trials,
+                "include_llm": self.budget.include_llm,
             },
             "space": {n: p.to_toml_dict() for n, p in self.space.params.items()},
             "evaluator": self.evaluator.describe(),
@@ -260,9 +314,20 @@ class StudyRunner:
 
     # -- resume --------------------------------------------------------------------------------
     def recover(self) -> list[int]:
-        """Fail and re-enqueue every RUNNING trial whose worker is gone; return their numbers."""
+        """Fail and re-enqueue every RUNNING trial whose worker is gone; return their numbers.
+
+        A worker on this host is dead when its process is; one on another host when its
+        heartbeat is older than the grace period. It runs under the study lock, so exactly one
+        worker re-queues a given trial, and a trial without an owner is an orphan of a worker
+        that died while proposing it (every proposal stamps its owner before the lock is freed).
+        """
+        with study_lock(self._storage(), self.study._study_id):
+            return self._recover()
+
+    def _recover(self) -> list[int]:
         now = time.time()
         requeued = []
+        orphans_known = lock_is_shared(self._storage())
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             owner = t.system_attrs.get(WORKER_KEY)
             beat = t.system_attrs.get(HEARTBEAT_KEY)
@@ -270,17 +335,39 @@ class StudyRunner:
             last = beat if isinstance(beat, int | float) else started
             if owner and owner.get("host") == self.worker["host"]:
                 stale = not _alive(owner)
+            elif not owner and orphans_known:
+                stale = True
             else:
                 stale = now - last > self.grace_period
             if not stale or t._trial_id in self._running:
                 continue
             if self._fail_and_requeue(t, max(0.0, last - started)):
                 requeued.append(t.number)
+        self._last_recover = time.monotonic()
         if requeued:
             self._say(
                 f"resume: trial(s) {requeued} were interrupted; re-running with the same parameters"
             )
         return requeued
+
+    def _maybe_recover(self, force: bool = False) -> None:
+        every = (
+            self.recover_interval if self.recover_interval is not None else self.heartbeat_interval
+        )
+        if force or time.monotonic() - self._last_recover >= every:
+            self.recover()
+
+    def _suspect_running(self) -> bool:
+        """True while a trial of another worker missed heartbeats: it may be re-queued soon."""
+        now, late = time.time(), 2 * self.heartbeat_interval + 1.0
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t._trial_id in self._running:
+                continue
+            beat = t.system_attrs.get(HEARTBEAT_KEY)
+            start = t.datetime_start.timestamp() if t.datetime_start else now
+            if now - (beat if isinstance(beat, int | float) else start) > late:
+                return True
+        return False
 
     def _fail_and_requeue(self, t: FrozenTrial, ran_for: float) -> bool:
         storage = self._storage()
@@ -318,9 +405,28 @@ class StudyRunner:
 
     # -- one trial -----------------------------------------------------------------------------
     def _ask(self) -> optuna.Trial | None:
-        with self._lock:
-            if not self.budget_left():
+        """The next trial, or None when the budget is used or the study stopped.
+
+        Runs under the study lock: the budget check, the method's proposal (its saved state) and
+        the stamping of the owner are one step across all workers. When the budget looks used
+        while another worker's trial has missed heartbeats, it waits: that trial may be re-queued
+        and must then be run by someone.
+        """
+        while True:
+            with study_lock(self._storage(), self.study._study_id), self._lock:
+                self._maybe_recover()
+                if self.budget_left():
+                    return self._ask_locked()
+                self._maybe_recover(force=True)  # a dead worker's trial frees its budget
+                if self.budget_left():
+                    return self._ask_locked()
+                if self._stop.is_set() or self._stop_reason or not self._suspect_running():
+                    return None
+            if self._stop.wait(self.heartbeat_interval):
                 return None
+
+    def _ask_locked(self) -> optuna.Trial | None:
+        with self._lock:
             t0 = time.monotonic()
             try:
                 trial = self.study.ask(self.space.distributions())
@@ -330,11 +436,16 @@ class StudyRunner:
                 self._stop.set()
                 return None
             ask_time = time.monotonic() - t0
-            set_trial_attrs(
-                self._storage(),
-                trial._trial_id,
-                user={"time_optimizer": ask_time},
-                system={WORKER_KEY: self.worker, HEARTBEAT_KEY: time.time()},
+            retry_db(
+                lambda: set_trial_attrs(
+                    self._storage(),
+                    trial._trial_id,
+                    user={"time_optimizer": ask_time},
+                    system={WORKER_KEY: self.worker, HEARTBEAT_KEY: time.time()},
+                ),
+                patience=self.db_patience,
+                say=self._say,
+                what=f"claiming trial {trial.number}",
             )
             self._running[trial._trial_id] = time.monotonic()
             self._ask_time[trial._trial_id] = ask_time
@@ -358,7 +469,8 @@ class StudyRunner:
 
     def _tell(self, trial: optuna.Trial, result: TrialResult, slot: str | None) -> None:
         ask_time = self._ask_time.pop(trial._trial_id, 0.0)
-        charge = result.time_wall + (ask_time if self.budget.clock == "wall" else 0.0)
+        with_ask = self.budget.clock == "wall" or self.budget.include_llm
+        charge = result.time_wall + (ask_time if with_ask else 0.0)
         attrs: dict[str, Any] = {
             OUTCOME_KEY: result.outcome,
             "value": result.value,
@@ -374,18 +486,43 @@ class StudyRunner:
             "slot": slot,
             "finished_at": datetime.now(UTC).isoformat(),
         }
+
+        tries: list[bool] = []
+
+        def write() -> bool:
+            """Record the result; False when the trial was already failed by another worker."""
+            retry = bool(tries)
+            tries.append(True)
+            # A retry after a lost answer may find the trial already told.
+            if retry:
+                frozen = self._storage().get_trial(trial._trial_id)
+                if frozen.state.is_finished():
+                    return frozen.user_attrs.get(OUTCOME_KEY) != "interrupted"
+            try:
+                self._set_attrs(trial._trial_id, attrs)
+                if self.failure_policy == "constraint":
+                    # > 0 is infeasible for Optuna's constrained TPE and GP samplers.
+                    trial.set_constraint("failed", -1.0 if result.outcome == "ok" else 1.0)
+                if result.outcome == "ok":
+                    self.study.tell(trial, result.value, skip_if_finished=True)
+                elif self.failure_policy == "ignore":
+                    self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                else:
+                    self.study.tell(trial, self.failure_value(), skip_if_finished=True)
+            except UpdateFinishedTrialError:
+                # This worker stalled past the grace period (a frozen host, a long outage) and
+                # another one failed the trial as dead and re-queued it.
+                return False
+            return True
+
         with self._lock:
-            self._set_attrs(trial._trial_id, attrs)
-            if self.failure_policy == "constraint":
-                # > 0 is infeasible for Optuna's constrained TPE and GP samplers.
-                trial.set_constraint("failed", -1.0 if result.outcome == "ok" else 1.0)
-            if result.outcome == "ok":
-                self.study.tell(trial, result.value)
-            elif self.failure_policy == "ignore":
-                self.study.tell(trial, state=TrialState.FAIL)
-            else:
-                self.study.tell(trial, self.failure_value())
+            told = retry_db(write, patience=self.db_patience, say=self._say, what="recording")
             self._running.pop(trial._trial_id, None)
+        if not told:
+            self._say(
+                f"trial {trial.number} finished after another worker declared it dead and "
+                "re-queued it; this result is dropped and the re-run counts instead"
+            )
 
     def _interrupted(self, trial: optuna.Trial) -> None:
         with self._lock:
@@ -442,24 +579,19 @@ class StudyRunner:
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        self.record_info()
-        self.recover()
-        if self.default_first and not self.study.get_trials(deepcopy=False):
-            self.study.enqueue_trial(self.space.default_config(), user_attrs={"source": "default"})
+        retry_db(self._start, patience=self.db_patience, say=self._say, what="start-up")
         self._hb_thread = threading.Thread(target=self._beat, daemon=True)
         self._hb_thread.start()
         slots = self.slots or [None] * max(1, self.n_jobs)
         try:
             if len(slots) == 1:
-                while self._run_one(slots[0]):
-                    pass
+                self._work(slots[0])
             else:
                 errors: list[BaseException] = []
 
                 def work(slot: str | None) -> None:
                     try:
-                        while self._run_one(slot):
-                            pass
+                        self._work(slot)
                     except BaseException as e:  # noqa: BLE001 - surfaced below
                         errors.append(e)
                         self._stop.set()
@@ -477,6 +609,37 @@ class StudyRunner:
         if self._stop_reason and "stop was requested" not in self._stop_reason:
             raise StudyStopped(self._stop_reason)
         return self.summary()
+
+    def _start(self) -> None:
+        self.record_info()
+        self.recover()
+        with study_lock(self._storage(), self.study._study_id):
+            # Under the lock: workers starting together enqueue the default only once.
+            if self.default_first and not self.study.get_trials(deepcopy=False):
+                self.study.enqueue_trial(
+                    self.space.default_config(), user_attrs={"source": "default"}
+                )
+
+    def _work(self, slot: str | None) -> None:
+        """Run trials until the budget is used; ride out a database outage up to db_patience."""
+        delay, outage = 0.2, None
+        while True:
+            try:
+                if not self._run_one(slot):
+                    return
+                delay, outage = 0.2, None
+            except Exception as e:
+                # UpdateFinishedTrialError: this worker lost the database in the middle of a
+                # proposal and another one failed the half-made trial as an orphan; ask again.
+                if not (is_transient_db_error(e) or isinstance(e, UpdateFinishedTrialError)):
+                    raise
+                outage = outage or time.monotonic()
+                if time.monotonic() - outage > self.db_patience:
+                    raise
+                if delay == 0.2:
+                    self._say(f"storage unavailable ({type(e).__name__}); retrying with backoff")
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def summary(self) -> dict[str, Any]:
         best = best_trial(self.study, self.space.direction)

@@ -30,6 +30,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from centaur_hpo.space import Config, SearchSpace
+from centaur_hpo.storage import study_lock
 
 # Keys this project writes into Optuna's storage. Everything lives there, nothing beside it.
 SOURCE_KEY = "centaur:source"  # trial system attr: who proposed the configuration
@@ -131,7 +132,7 @@ class ConfigSampler(BaseSampler):
         self.rng = np.random.default_rng(seed)
         self.state: dict[str, Any] = {"observed": [], "rng": None}
         self._fallback = RandomSampler(seed=seed)
-        self._loaded_for: int | None = None
+        self._loaded: tuple[int, str] | None = None  # (study id, the state text last read/written)
 
     # -- to implement --------------------------------------------------------------------------
     def propose(self, study: Study, trial: FrozenTrial) -> Config:
@@ -150,21 +151,25 @@ class ConfigSampler(BaseSampler):
         return f"{STATE_KEY}:{self.name}"
 
     def load(self, study: Study) -> None:
-        """Restore the saved state of this study, if any (once per study object)."""
-        if self._loaded_for == study._study_id:
-            return
-        self._loaded_for = study._study_id
+        """Restore the study's saved state when it differs from what this object last saw.
+
+        Why every time: with several workers, another process may have proposed or observed
+        since; the storage holds the one true state (proposals run under the study lock, so
+        load, propose and save never interleave between workers).
+        """
         text = study._storage.get_study_system_attrs(study._study_id).get(self._state_key())
-        if text:
-            self.state = load_state(text)
-            if self.state.get("rng") is not None:
-                self.rng.bit_generator.state = self.state["rng"]
+        if not text or self._loaded == (study._study_id, text):
+            return
+        self._loaded = (study._study_id, text)
+        self.state = load_state(text)
+        if self.state.get("rng") is not None:
+            self.rng.bit_generator.state = self.state["rng"]
 
     def save(self, study: Study) -> None:
         self.state["rng"] = self.rng.bit_generator.state
-        study._storage.set_study_system_attr(
-            study._study_id, self._state_key(), dump_state(self.state)
-        )
+        text = dump_state(self.state)
+        study._storage.set_study_system_attr(study._study_id, self._state_key(), text)
+        self._loaded = (study._study_id, text)
 
     def sync(self, study: Study) -> None:
         """Observe every finished trial not yet observed, in trial order, then save."""
@@ -192,17 +197,18 @@ class ConfigSampler(BaseSampler):
     ) -> dict[str, Any]:
         if not search_space:
             return {}
-        self.sync(study)
-        if is_fixed(trial):
-            return {}
-        self.source = self.name
-        config = self.space.repair(self.propose(study, trial))
-        bad = self.space.validate(config)
-        if bad:
-            raise ProposalError(f"{self.name} proposed an invalid configuration: {bad}")
-        set_source(study, trial, self.source)
-        self.save(study)
-        return config
+        with study_lock(study._storage, study._study_id):  # re-entrant under the study loop's
+            self.sync(study)
+            if is_fixed(trial):
+                return {}
+            self.source = self.name
+            config = self.space.repair(self.propose(study, trial))
+            bad = self.space.validate(config)
+            if bad:
+                raise ProposalError(f"{self.name} proposed an invalid configuration: {bad}")
+            set_source(study, trial, self.source)
+            self.save(study)
+            return config
 
     def sample_independent(
         self, study: Study, trial: FrozenTrial, param_name: str, dist: BaseDistribution

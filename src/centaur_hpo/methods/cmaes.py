@@ -90,8 +90,7 @@ class Encoding:
             units = [self.space.to_unit(n, v) for v in self.disc_values[n]]
             k = int(np.argmin([abs(u - float(z[i])) for u in units]))
             config[n] = self.disc_values[n][k]
-        for i, n in enumerate(self.cats):
-            assert c is not None
+        for i, n in enumerate(self.cats if c is not None else ()):
             config[n] = list(self.space.params[n].choices or ())[int(np.argmax(c[i]))]
         return config
 
@@ -99,11 +98,18 @@ class Encoding:
         """Decode a point of the Gaussian part (the mean, say) to native values."""
         x = v[: len(self.cont)] if self.cont else None
         z = v[len(self.cont) :] if self.disc else None
-        return (
-            self.decode(x, z, None)
-            if not self.cats
-            else {k: val for k, val in self.decode(x, z, None).items() if k not in self.cats}
-        )
+        return self.decode(x, z, None)  # categorical parameters are left out (c is None)
+
+
+def _same_config(a: Config, b: Config) -> bool:
+    for name, value in b.items():
+        other = a.get(name)
+        if isinstance(value, float) or isinstance(other, float):
+            if not isinstance(other, int | float) or not math.isclose(other, value, rel_tol=1e-9):
+                return False
+        elif other != value:
+            return False
+    return True
 
 
 def native_std(space: SearchSpace, name: str, unit_std: float) -> dict[str, Any]:
@@ -189,13 +195,17 @@ class CmaEsSampler(ConfigSampler):
         if self.enc.gauss:
             target = self.enc.encode_gauss(config)
             mean, sigma, cov = opt._mean, opt._sigma, opt._C
-            y = (target - mean) / sigma
+            # CatCMAwM samples v = m + sigma * A * y with y ~ N(0, C) (A: the integer margin
+            # scaling) and recovers y = (v - m) / (sigma * A) in tell(), so the step is measured
+            # in that metric.
+            scale = sigma * np.asarray(opt._A, dtype=float)
+            y = (target - mean) / scale
             n = len(y)
             dist = float(np.sqrt(y @ np.linalg.solve(cov, y)))
             limit = math.sqrt(n) + 2 * n / (n + 2)
             if dist > limit:
                 y = y * (limit / dist)
-            v = mean + sigma * y
+            v = mean + scale * y
             k = len(self.enc.cont)
             x = np.clip(v[:k], 0.0, 1.0) if k else None
             z = self.enc.encode_gauss(config)[k:] if self.enc.disc else None
@@ -204,10 +214,17 @@ class CmaEsSampler(ConfigSampler):
         return CatCMAwM.Solution(x, z, c, v)
 
     def solution_for(self, trial: FrozenTrial) -> CatCMAwM.Solution:
+        """The solution to tell for a finished trial: its own sample, if that is what ran.
+
+        A proposal that the space's constraints changed (a power of two snapped, a multiple
+        fixed) did not run as sampled; it is injected as the configuration that did run, so the
+        optimizer never learns from values that were never run.
+        """
         key = trial.user_attrs.get(RERUN_KEY, trial.number)
         sol = self.state["pending"].pop(key, None)
-        if sol is None:
-            sol = self.inject_solution({n: trial.params[n] for n in self.space.names})
+        ran = {n: trial.params[n] for n in self.space.names}
+        if sol is None or not _same_config(self.decode_solution(sol), ran):
+            sol = self.inject_solution(ran)
         return sol
 
     def observe(self, trial: FrozenTrial, value: float, failed: bool) -> None:
@@ -235,7 +252,8 @@ class CmaEsSampler(ConfigSampler):
             mean = np.array(opt._mean, dtype=float)
             cov = np.array(opt._C, dtype=float)
             sigma = float(opt._sigma)
-            std_unit = sigma * np.sqrt(np.diag(cov))
+            # Samples are m + sigma * A * N(0, C): A widens integer coordinates (the margin).
+            std_unit = sigma * np.asarray(opt._A, dtype=float) * np.sqrt(np.diag(cov))
             out["mean"] = self.enc.decode_gauss(mean)
             out["sigma"] = sigma
             out["spread"] = {

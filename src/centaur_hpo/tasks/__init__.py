@@ -1,0 +1,1 @@
+"""Built-in tasks: training scripts shipped with the package, each with its search space."""
