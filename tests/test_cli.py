@@ -154,3 +154,44 @@ def test_resume_with_other_method_is_refused(autoresearch_dir: Path) -> None:
     assert centaur(*args, "--method", "random", cwd=autoresearch_dir).returncode == 0
     out = centaur(*args, "--method", "tpe", cwd=autoresearch_dir)
     assert out.returncode != 0 and "was run with --method random" in out.stderr
+
+
+SLEEPER = """\
+import os, time
+LR = 0.1
+open(os.path.join(os.environ.get("PID_DIR", "."), f"pid-{os.getpid()}"), "w").close()
+time.sleep(60)
+print('{"loss": 1.0}')
+"""
+
+
+def test_sigterm_kills_the_running_trial_and_records_it(tmp_path: Path) -> None:
+    """A scheduler's SIGTERM to `centaur tune` must not leave the training process behind."""
+    import os
+    import signal
+    import time
+
+    import optuna
+
+    (tmp_path / "train.py").write_text(SLEEPER)
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    cmd = [sys.executable, "-m", "centaur_hpo.cli", "tune", "train.py", "--metric", "loss"]
+    cmd += ["--trials", "2", "--method", "random", "--study", "s"]
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env={**os.environ, "PID_DIR": str(pid_dir)}, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while not list(pid_dir.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pids = [int(p.name.split("-")[1]) for p in pid_dir.iterdir()]
+    assert pids, "the trial never started"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    time.sleep(0.5)
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'runs/s/study.db'}")
+    assert study.trials[0].state.name == "FAIL"
+    assert study.trials[0].user_attrs["outcome"] == "interrupted"

@@ -129,6 +129,9 @@ def tune(
     run_path.mkdir(parents=True, exist_ok=True)
     tb = parse_duration(trial_budget) if trial_budget is not None else search_space.trial_budget
     cap = parse_bytes(memory_cap if memory_cap is not None else search_space.memory_cap)
+    if memory_cap is not None:
+        # One setting: the cap the runner enforces is the cap every method (and LLM) is told.
+        search_space = replace(search_space, memory_cap=str(memory_cap))
     if budget is None and n_trials is None:
         raise ValueError("give a budget (--budget 10m) or a number of trials (--trials 20)")
     if budget_clock not in ("training", "wall"):
@@ -137,6 +140,11 @@ def tune(
     if method in ("llm_agent", "llambo", "llm_warm_start", "centaur"):
         method_options.setdefault("hardware", hardware_text(device, cap, tb))
     code_agent = method == "code_agent"  # edits the script itself: its own loop, no sampler
+    if code_agent and task is not None:  # a built-in task brings its trusted evaluator
+        from centaur_hpo.tasks.registry import code_agent_defaults
+
+        for key, value in code_agent_defaults(task).items():
+            method_options.setdefault(key, value)
     sampler = (
         None
         if code_agent

@@ -11,7 +11,9 @@ centaur stop --study NAME
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -450,11 +452,19 @@ COMMANDS = {
 }
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     handler = COMMANDS.get(args.command) or getattr(args, "handler", None)
+    # A scheduler's SIGTERM unwinds like Ctrl-C: the running trial's process group is killed
+    # and the trial recorded as interrupted, instead of leaving an orphaned training process.
+    with contextlib.suppress(ValueError):  # not the main thread (embedded use)
+        signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return int(handler(args) or 0)
     except (SpaceError, ValueError, FileNotFoundError) as e:

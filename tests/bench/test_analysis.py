@@ -52,6 +52,7 @@ def cell(seed: int, trials: list[dict], method: str = "m", task: str = "t") -> a
         100.0,
         0.5,
         None,
+        None,
         True,
         None,
         trials,
@@ -144,3 +145,12 @@ def test_load_cells_reads_the_storage(tmp_path: Path) -> None:
         120,
         {3: 1.5},
     )
+
+
+def test_ranks_leave_out_methods_run_on_too_few_seeds() -> None:
+    vals = {"a": [1.0, 1.0, 2.0, 1.0], "b": [2.0, 2.0, 1.0, 2.0], "c": [3.0, 3.0, 3.0, 3.0]}
+    cells = [cell(s, [row(0, v)], method=m) for m, vs in vals.items() for s, v in enumerate(vs)]
+    cells.append(cell(0, [row(0, 0.1)], method="expensive"))  # one seed only
+    rk = analysis.average_ranks(cells)
+    assert rk.methods == ["a", "b", "c"] and rk.left_out == ["expensive"]
+    assert len(rk.blocks) == 4 and rk.avg_ranks["a"] == pytest.approx(1.25)

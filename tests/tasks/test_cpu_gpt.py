@@ -2,14 +2,20 @@
 
 The training tests run the real ``train.py`` through the real injection and trial runner
 (:class:`centaur_hpo.evaluate.ScriptEvaluator`), with budgets of one to two seconds and a tiny
-model, so the outcome classes are the ones a study would record.
+model, so the outcome classes are the ones a study would record. The trusted evaluator
+(``evaluate.py``, for the code-editing agent) is tested in-process on checkpoints built here, as
+a real subprocess on poisoned ones, and end to end under the code agent in the real sandbox.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import json
 import re
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,9 +26,10 @@ import torch
 from centaur_hpo.evaluate import ScriptEvaluator
 from centaur_hpo.metrics import parse_metrics
 from centaur_hpo.runner import TrialSpec, build_env, parse_bytes, run_trial
+from centaur_hpo.sandbox import probe
 from centaur_hpo.script import find_knobs
 from centaur_hpo.spaces import space_for_script
-from centaur_hpo.tasks.registry import script_task
+from centaur_hpo.tasks.registry import code_agent_defaults, script_task
 
 TASK = Path(__file__).resolve().parents[2] / "src" / "centaur_hpo" / "tasks" / "cpu_gpt"
 
@@ -39,6 +46,27 @@ def prepare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def trusted(
+    prepare: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[ModuleType, ModuleType]]:
+    """(model.py, evaluate.py) imported from the package, as the evaluator process imports them:
+    as top-level ``model``/``prepare`` modules. Both names are removed again afterwards, so no
+    other test sees this folder's ``prepare``."""
+    names = ("model", "prepare", "evaluate")
+    saved = {n: sys.modules.pop(n) for n in names if n in sys.modules}
+    monkeypatch.syspath_prepend(str(TASK))
+    try:
+        model = importlib.import_module("model")
+        evaluate = importlib.import_module("evaluate")
+        assert Path(evaluate.__file__).parent == TASK and Path(model.__file__).parent == TASK
+        yield model, evaluate
+    finally:
+        for n in names:
+            sys.modules.pop(n, None)
+        sys.modules.update(saved)
 
 
 # -- fixed data and evaluation ------------------------------------------------------------------
@@ -110,6 +138,13 @@ def test_registry_points_at_the_task() -> None:
     assert script.is_file() and space.is_file() and (TASK / "prepare.py").is_file()
     with pytest.raises(ValueError, match="built-in tasks: cpu-gpt"):
         script_task("gpu-gpt")
+    # The code agent's defaults: the trusted evaluator next to the script, and the contract.
+    defaults = code_agent_defaults("cpu-gpt")
+    assert Path(defaults["evaluator"]) == TASK / "evaluate.py"
+    assert Path(defaults["evaluator"]).is_file()
+    assert "save_checkpoint" in defaults["contract"] and "model.py" in defaults["contract"]
+    with pytest.raises(ValueError, match="built-in tasks"):
+        code_agent_defaults("gpu-gpt")
 
 
 def test_space_file_has_the_papers_14_knobs_and_constraints() -> None:
@@ -175,9 +210,10 @@ def _config(ev: ScriptEvaluator, **knobs: Any) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_short_run_prints_the_summary_block(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trusted: tuple[ModuleType, ModuleType]
 ) -> None:
     ev = _evaluator(tmp_path, monkeypatch, budget=3)
+    monkeypatch.setenv("CENTAUR_SAVE_CHECKPOINT", "1")  # as the code-editing agent's harness does
     result = ev.evaluate(0, _config(ev, **TINY))
     assert result.outcome == "ok", result.error
     stdout = Path(result.stdout_path).read_text()
@@ -198,6 +234,14 @@ def test_short_run_prints_the_summary_block(
     assert not trial_prepare.is_symlink()
     assert find_knobs(trial_prepare.read_text())["TIME_BUDGET"].value == 3.0
     assert find_knobs((TASK / "prepare.py").read_text())["TIME_BUDGET"].value == 30.0
+    # The run saved its weights and shape knobs; the trusted evaluation of them gives the
+    # val_bpb the script printed (same weights, same windows; only the batching differs).
+    model, evaluate = trusted
+    _, shape = model.load_checkpoint(trial_prepare.parent / "model.pt")
+    assert shape == {k: _config(ev, **TINY)[k] for k in model.SHAPE_KNOBS}
+    scored = evaluate.evaluate(trial_prepare.parent)
+    assert scored["val_bpb"] == pytest.approx(result.value, abs=1e-5)
+    assert scored["num_params_M"] == pytest.approx(metrics["num_params_M"], abs=1e-3)
 
 
 @pytest.mark.slow
@@ -214,6 +258,8 @@ def test_time_budget_constant_alone_sets_the_budget(
     assert result.outcome == "ok", result.error
     assert 1.0 <= result.metrics["training_seconds"] < 1.0 + 3.0
     assert "budget 1s" in Path(result.stdout_path).read_text()
+    # Ordinary tuning keeps no checkpoint (only the code-editing agent's harness asks for one).
+    assert not (trial_dir / "model.pt").exists()
 
 
 @pytest.mark.slow
@@ -244,6 +290,193 @@ def test_exploding_loss_prints_fail_and_is_diverged(
     assert stdout.splitlines()[-1] == "FAIL" and "---" not in stdout
     assert "smoothed training loss" in Path(result.stderr_path).read_text()
     assert result.time_wall < 25  # it stopped at the explosion, not at the end of the budget
+
+
+# -- the trusted evaluator ---------------------------------------------------------------------
+SMALL = {"DEPTH": 2, "ASPECT_RATIO": 16, "HEAD_DIM": 16, "WINDOW_PATTERN": "SL"}
+
+
+def test_checkpoint_round_trips_and_bad_ones_are_rejected(
+    tmp_path: Path, trusted: tuple[ModuleType, ModuleType]
+) -> None:
+    model, _ = trusted
+    torch.manual_seed(0)
+    net = model.build_model(SMALL)
+    path = tmp_path / "model.pt"
+    model.save_checkpoint(path, net, SMALL)
+    loaded, shape = model.load_checkpoint(path)
+    assert shape == SMALL and not loaded.training
+    x = torch.randint(0, 256, (2, 16))
+    assert torch.equal(loaded(x), net.eval()(x))
+
+    def rejected(payload: Any, match: str) -> None:
+        torch.save(payload, path)
+        with pytest.raises(model.CheckpointError, match=match):
+            model.load_checkpoint(path)
+
+    good = torch.load(path, weights_only=True)
+    state = good["state_dict"]
+    # Poisoned weights.
+    nan = {**state, "lm_head.weight": state["lm_head.weight"].clone().fill_(float("nan"))}
+    rejected({**good, "state_dict": nan}, r"lm_head.weight holds NaN")
+    # An edited train.py that changed the architecture: a new tensor, a dropped one, a reshaped one.
+    rejected(
+        {**good, "state_dict": {**state, "blocks.0.mlp.gate.weight": torch.zeros(4, 4)}},
+        r"do not fit the task's architecture.*unexpected \['blocks.0.mlp.gate.weight'\]"
+        r".*not its architecture",
+    )
+    rejected(
+        {**good, "state_dict": {k: v for k, v in state.items() if k != "x0_lambdas"}},
+        r"missing \['x0_lambdas'\]",
+    )
+    rejected(
+        {**good, "state_dict": {**state, "wte.weight": torch.zeros(256, 48)}},
+        r"wrong shape \['wte.weight \(256, 48\) != \(256, 32\)'\]",
+    )
+    # The knobs must describe the weights, and be knobs.
+    rejected({**good, "shape": {**SMALL, "DEPTH": 3}}, r"missing \['blocks.2")
+    rejected({**good, "shape": {**SMALL, "WINDOW_PATTERN": "SX"}}, "string of S and L")
+    rejected({**good, "shape": {**SMALL, "DEPTH": 10**9}}, "integer in 1..4096")
+    rejected({**good, "shape": {"DEPTH": 2}}, "exactly")
+    rejected({**good, "format": "other/1"}, "not a cpu-gpt-checkpoint/1 checkpoint")
+    # A pickled module is code, not tensors: weights_only refuses it.
+    rejected(net, "not a weights-only PyTorch checkpoint")
+    # No file, or a link to one elsewhere.
+    path.unlink()
+    with pytest.raises(model.CheckpointError, match="no checkpoint file"):
+        model.load_checkpoint(path)
+    other = tmp_path / "elsewhere.pt"
+    model.save_checkpoint(other, net, SMALL)
+    path.symlink_to(other)
+    with pytest.raises(model.CheckpointError, match="no checkpoint file"):
+        model.load_checkpoint(path)
+
+
+def test_causality_check_rejects_a_model_that_looks_ahead(
+    trusted: tuple[ModuleType, ModuleType],
+) -> None:
+    model, evaluate = trusted
+    torch.manual_seed(0)
+    honest = model.build_model(SMALL).eval()
+    # Give the blocks non-zero outputs, so attention (the only place positions mix) matters.
+    with torch.no_grad():
+        for p in honest.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x = evaluate.sample_windows()
+    assert x.shape == (4, model.MAX_SEQ_LEN)
+    evaluate.check_causal(honest, x)
+
+    class Peeking(torch.nn.Module):
+        """The honest model plus a little of the mean embedding of the whole window."""
+
+        def forward(self, idx: torch.Tensor) -> torch.Tensor:
+            future = honest.lm_head(honest.wte(idx).mean(dim=1, keepdim=True))
+            return honest(idx) + 0.01 * future
+
+    with pytest.raises(model.CheckpointError, match="not causal.*position 1 on"):
+        evaluate.check_causal(Peeking(), x)
+
+    class Broken(torch.nn.Module):
+        def forward(self, idx: torch.Tensor) -> torch.Tensor:
+            return honest(idx)[..., :255]
+
+    with pytest.raises(model.CheckpointError, match=r"shape \(4, 128, 255\)"):
+        evaluate.check_causal(Broken(), x)
+
+
+@pytest.mark.slow
+def test_evaluator_process_rejects_poisoned_and_missing_checkpoints(
+    tmp_path: Path, trusted: tuple[ModuleType, ModuleType]
+) -> None:
+    """The evaluator as the code agent runs it: a separate process, given only the folder."""
+    model, _ = trusted
+    net = model.build_model(SMALL)
+    with torch.no_grad():
+        net.blocks[0].attn.q.weight[0, 0] = float("inf")
+    work = tmp_path / "work"
+    work.mkdir()
+    model.save_checkpoint(work / "model.pt", net, SMALL)
+    # A trial's own prepare.py/model.py in the folder is never imported by the evaluator.
+    (work / "model.py").write_text("raise SystemExit('the trial copy was imported')\n")
+    (work / "prepare.py").write_text("raise SystemExit('the trial copy was imported')\n")
+    for folder, message in (
+        (work, "weight blocks.0.attn.q.weight holds NaN or infinite values"),
+        (tmp_path, "no checkpoint file at"),
+    ):
+        run = subprocess.run(
+            [sys.executable, str(TASK / "evaluate.py"), str(folder)],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 1, run.stderr
+        assert f"evaluation failed: {message}" in run.stderr
+        assert "---" not in run.stdout and "val_bpb" not in run.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    probe().bwrap is None,
+    reason="bubblewrap is not usable here (scripts/install-sandbox.sh installs it)",
+)
+def test_code_agent_runs_on_the_task_with_its_trusted_evaluator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prepare: ModuleType
+) -> None:
+    """``tune(task="cpu-gpt", method="code_agent")`` with no evaluator option uses the task's:
+    the baseline's trusted value matches its own summary block, and an edit that prints a fake
+    val_bpb is recorded with the evaluator's value, the fake one only as a claim."""
+    import optuna
+
+    from centaur_hpo.api import tune
+    from centaur_hpo.llm import ScriptedProvider, make_client
+    from centaur_hpo.records import STUDY_INFO_KEY, get_study_attr
+
+    prepare.prepare_data()  # the sandbox sees the cache read-only: build it first
+    monkeypatch.setenv("CENTAUR_THREADS", "1")
+    script, _ = script_task("cpu-gpt")
+    original = script.read_text()
+    summary_line = 'print(f"val_bpb:          {val_bpb:.6f}")'
+    assert summary_line in original
+    lying = original.replace(summary_line, 'print("val_bpb:          0.000001")')
+    provider = ScriptedProvider([f"Report a better number.\n```python\n{lying}```\n"])
+    result = tune(
+        task="cpu-gpt",
+        method="code_agent",
+        n_trials=2,
+        trial_budget=1.0,
+        run_dir=tmp_path / "runs",
+        llm=make_client(provider, reasks=0),
+        method_options={"baseline_repeats": 1, "margin": 1e-4},
+        progress=lambda s: None,
+    )
+    study = optuna.load_study(study_name=result.study_name, storage=result.storage)
+    info = json.loads(get_study_attr(study, STUDY_INFO_KEY))
+    assert info["code_agent"]["evaluator"] == str(TASK / "evaluate.py")
+    assert info["evaluator"]["sandbox"]["mode"] == "strict"
+    base, edit = study.get_trials()
+    assert [t.user_attrs["outcome"] for t in (base, edit)] == ["ok", "ok"], [
+        t.user_attrs.get("error") for t in (base, edit)
+    ]
+    for t in (base, edit):
+        m = t.user_attrs["metrics"]
+        # The value is what the evaluator printed, and a real score of a trained model.
+        assert t.user_attrs["value"] == m["val_bpb"]
+        assert 0.5 < m["val_bpb"] < 8.5
+        assert m["num_params_M"] == pytest.approx(0.852, abs=1e-3)  # the default model
+        assert (tmp_path / "runs" / result.study_name / "trials" / f"{t.number:05d}").is_dir()
+    # train -> evaluate: the unedited script's own summary block agrees with the evaluator.
+    bm = base.user_attrs["metrics"]
+    assert bm["claimed_val_bpb"] == pytest.approx(bm["val_bpb"], abs=1e-5)
+    assert bm["claim_mismatch"] is False
+    # The lying edit: its printout is only a claim; its value is the evaluator's.
+    em = edit.user_attrs["metrics"]
+    assert em["claimed_val_bpb"] == pytest.approx(1e-6) and em["claim_mismatch"] is True
+    assert edit.user_attrs["value"] > 0.5
+    assert edit.user_attrs["code_kept"] is False or edit.user_attrs["value"] < bm["val_bpb"]
+    # The LLM was told the task's rule about the architecture and the checkpoint.
+    system = provider.calls[0][0]["content"]
+    assert "architecture is fixed by model.py" in system and "save_checkpoint" in system
 
 
 # -- the shipped trial log ----------------------------------------------------------------------

@@ -35,7 +35,7 @@ def test_paper_protocol_replays_a_24h_study_in_seconds() -> None:
     summary = runner.run()
     table = rows(study)
     assert table[0]["source"] == "default" or table[0]["param:DEPTH"] == 8
-    assert 24 * 3600 <= summary["used_seconds"] < 24 * 3600 + 400
+    assert abs(summary["used_seconds"] - 24 * 3600) < 400  # within one trial of the budget
     assert 250 < len(table) < 700  # 5-minute trials, failures cost less
     failed = [r for r in table if r["outcome"] != "ok"]
     assert failed and all(r["told_value"] == 100.0 for r in failed)

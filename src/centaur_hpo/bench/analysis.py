@@ -39,6 +39,7 @@ class Cell:
     failure_value: float | None
     optimum: float | None
     budget_seconds: float | None
+    n_trials_cap: int | None
     done: bool
     stopped: str | None
     trials: list[dict[str, Any]]  # ran trials in number order (records.trial_row + extras)
@@ -218,6 +219,7 @@ def _cell(storage: Any, sid: int, name: str, attrs: dict[str, Any]) -> Cell:
         failure_value=info.get("failure_value"),
         optimum=float(optimum) if _finite(optimum) else None,
         budget_seconds=ident.get("budget_seconds"),
+        n_trials_cap=ident.get("n_trials"),
         done=done is not None,
         stopped=(done or {}).get("stopped"),
         trials=rows,
@@ -403,6 +405,7 @@ class RankResult:
     cliques: list[list[str]]
     friedman: tuple[float, float] | None
     block_kind: str  # "task" or "seed"
+    left_out: list[str] = field(default_factory=list)  # methods with too few common seeds
 
 
 def average_ranks(cells: list[Cell], alpha: float = 0.05) -> RankResult | None:
@@ -413,6 +416,8 @@ def average_ranks(cells: list[Cell], alpha: float = 0.05) -> RankResult | None:
         return None
     direction = cells[0].direction
     methods = sorted(set.intersection(*[set(ms) for ms in grouped.values()]))
+    if len(grouped) == 1:
+        methods = _methods_with_common_seeds(next(iter(grouped.values())), methods)
     if len(methods) < 2:
         return None
     rows, blocks = [], []
@@ -443,6 +448,31 @@ def average_ranks(cells: list[Cell], alpha: float = 0.05) -> RankResult | None:
     r = stats.ranks(matrix, direction)
     avg = dict(zip(methods, r.mean(axis=0).tolist(), strict=True))
     cd = stats.nemenyi_cd(len(methods), len(rows), alpha)
+    left_out = sorted(set().union(*[set(ms) for ms in grouped.values()]) - set(methods))
     return RankResult(
-        methods, blocks, avg, cd, stats.cd_cliques(avg, cd), stats.friedman(matrix), kind
+        methods,
+        blocks,
+        avg,
+        cd,
+        stats.cd_cliques(avg, cd),
+        stats.friedman(matrix),
+        kind,
+        left_out,
     )
+
+
+def _methods_with_common_seeds(by_method: dict[str, list[Cell]], methods: list[str]) -> list[str]:
+    """Methods to rank on one task: most seeds first, adding a method only while the seeds all
+    chosen methods share stay at least min(3, most seeds). A method run on fewer seeds (an
+    expensive one, shortened) would otherwise cut the ranking down to one or two blocks."""
+    seeds = {m: {c.seed for c in by_method[m]} for m in methods}
+    order = sorted(methods, key=lambda m: (-len(seeds[m]), m))
+    if not order:
+        return []
+    need = min(3, len(seeds[order[0]]))
+    chosen, common = [order[0]], set(seeds[order[0]])
+    for m in order[1:]:
+        if len(common & seeds[m]) >= need:
+            chosen.append(m)
+            common &= seeds[m]
+    return sorted(chosen)

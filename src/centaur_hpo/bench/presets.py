@@ -32,7 +32,7 @@ PAPER_LIMITS = {
     "gp": {"seeds": "0-1", "n_trials": 30},
     "llm_agent": {"seeds": "0-1", "n_trials": 6},
     "llm_warm_start": {"seeds": "0-1", "n_trials": 6},
-    "centaur": {"seeds": "0-1", "n_trials": 6},
+    "centaur": {"seeds": "0-1", "n_trials": 20},
     "llambo": {"seeds": "0-1", "n_trials": 4},
 }
 

@@ -216,11 +216,13 @@ def render_html(data: dict[str, Any]) -> str:
         + ", ".join(f"{html.escape(k)} {html.escape(v)}" for k, v in data["versions"].items())
         + "</p>"
     )
-    limits = (data["grid"].get("grid") or {}).get("limits") or {}
-    if limits:
+    shortened = _shortened(cells)
+    if shortened:
         parts.append(
-            "<div class='warn'>Per-method limits (these methods ran fewer seeds or trials "
-            "than the others): " + html.escape(json.dumps(limits)) + "</div>"
+            "<div class='warn' id='limits'>Methods run on fewer seeds or trials than the others "
+            "(their rows are not comparable end points): "
+            + html.escape("; ".join(shortened))
+            + "</div>"
         )
     unfinished = [c.name for c in cells if not c.done]
     if unfinished:
@@ -349,6 +351,12 @@ def render_html(data: dict[str, Any]) -> str:
             if rk.friedman
             else ""
         )
+        if rk.left_out:
+            parts.append(
+                "<p>Not ranked (too few seeds in common with the others): "
+                + html.escape(", ".join(rk.left_out))
+                + ".</p>"
+            )
         parts.append(
             f"<p>Ranks over {len(rk.blocks)} blocks: {html.escape(block)}. {fr}"
             f"Nemenyi critical difference at alpha 0.05: {rk.cd:.3f}; methods joined "
@@ -381,6 +389,28 @@ def render_html(data: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _shortened(cells: list[analysis.Cell]) -> list[str]:
+    """Methods whose cells had fewer seeds, or a trial cap, compared with the grid's most."""
+    by: dict[str, list[analysis.Cell]] = {}
+    for c in cells:
+        by.setdefault(c.method, []).append(c)
+    most = max(len({c.seed for c in cs}) for cs in by.values())
+    out = []
+    for m, cs in sorted(by.items()):
+        seeds = sorted({c.seed for c in cs})
+        caps = {c.n_trials_cap for c in cs if c.n_trials_cap is not None}
+        budgets = {c.budget_seconds for c in cs}
+        if len(seeds) < most or caps:
+            cap = f", at most {max(caps)} trials" if caps else ""
+            budget = (
+                f" of a {max(b for b in budgets if b) / 3600:g} h budget"
+                if caps and any(budgets)
+                else ""
+            )
+            out.append(f"{m}: seeds {_seed_text(seeds)}{cap}{budget}")
+    return out
+
+
 def _seed_text(seeds: list[int]) -> str:
     if seeds and seeds == list(range(seeds[0], seeds[-1] + 1)):
         return f"{seeds[0]}-{seeds[-1]}"
@@ -411,6 +441,14 @@ def _csv(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 def markdown(data: dict[str, Any]) -> str:
     lines = [f"Command: `{data['command']}`", ""]
+    shortened = _shortened(data["cells"])
+    if shortened:
+        lines += [
+            "Run on fewer seeds or trials (not comparable end points): "
+            + "; ".join(shortened)
+            + ".",
+            "",
+        ]
     cols = ["task"] + [c for c, _ in SUMMARY_COLS]
     lines.append("| " + " | ".join(cols) + " |")
     lines.append("|" + "---|" * len(cols))
@@ -421,6 +459,8 @@ def markdown(data: dict[str, Any]) -> str:
             lines += ["", f"> {tt.task}: {tt.warning}"]
     rk = data["ranks"]
     if rk is not None:
+        if rk.left_out:
+            lines += ["", "Not ranked (too few seeds in common): " + ", ".join(rk.left_out)]
         lines += [
             "",
             f"Average ranks over {len(rk.blocks)} {rk.block_kind} blocks "

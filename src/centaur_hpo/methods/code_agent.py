@@ -373,7 +373,9 @@ class CodeEvaluator:
                 memory_cap=self.memory_cap,
                 device=self.device,
                 gpu=gpu,
-                env=self.env,
+                # Training scripts that can save a checkpoint for the evaluator do so only when
+                # asked (the built-in cpu-gpt task's train.py honours this).
+                env={**self.env, "CENTAUR_SAVE_CHECKPOINT": "1"},
                 trust_script_timing=False,
                 sandbox=self.train_sandbox,
             )

@@ -2,8 +2,15 @@
 
 ``train.py`` holds the tunable knobs (an optimizer rewrites a copy of it per trial);
 ``prepare.py`` holds what must stay fixed between trials: data, tokenizer and evaluation;
-``space.toml`` is the paper's 14-hyperparameter space scaled to a CPU. Both scripts are run as
-plain scripts in a trial folder, not imported from this package.
+``model.py`` the fixed architecture and the checkpoint (``model.pt``) that ``train.py`` saves;
+``space.toml`` is the paper's 14-hyperparameter space scaled to a CPU. These are run as plain
+scripts and modules in a trial folder, not imported from this package.
+
+``evaluate.py`` is the task's trusted evaluator for the code-editing agent
+(``centaur tune --task cpu-gpt --method code_agent`` uses it by default): run in its own process
+as ``python evaluate.py WORK_DIR``, it rebuilds the model from this folder's ``model.py``, loads
+the saved weights and prints the val_bpb that becomes the trial's value. Its docstring states
+what an edit of ``train.py`` may and may not change.
 
 ``trials.csv`` is a trial log of this task recorded by this project (for surrogate models and
 noise estimates): random search and CMA-ES, seed 0, 45 trials each at a 13 s training budget,

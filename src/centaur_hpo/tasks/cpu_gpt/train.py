@@ -4,13 +4,15 @@ The CPU counterpart of Karpathy's autoresearch ``train.py``: one file, read top 
 the same 14 tunable knobs and the same optimizer split (Muon for the weight matrices inside the
 blocks, AdamW for embeddings, output head and scalars). The ALL_CAPS assignments below are what
 a hyperparameter optimizer rewrites in a copy of this file; data, tokenizer and the metric live
-in ``prepare.py`` next to it and are fixed.
+in ``prepare.py`` next to it, the model's architecture in ``model.py``, and both are fixed.
 
-Run as ``python train.py`` in a folder that also holds ``prepare.py``. Environment:
-``CENTAUR_TRIAL_BUDGET`` (training seconds; default ``prepare.TIME_BUDGET``), ``CENTAUR_SEED``
-(default 0) and ``CENTAUR_THREADS`` (default 1).
-On success it prints a ``---`` line followed by ``key: value`` lines; if the loss goes NaN or
-explodes it prints ``FAIL`` and exits with status 1.
+Run as ``python train.py`` in a folder that also holds ``prepare.py`` and ``model.py``.
+Environment: ``CENTAUR_TRIAL_BUDGET`` (training seconds; default ``prepare.TIME_BUDGET``),
+``CENTAUR_SEED`` (default 0) and ``CENTAUR_THREADS`` (default 1).
+On success it saves the trained weights and shape knobs to ``model.pt`` in the working folder
+(what the trusted ``evaluate.py`` scores for the code-editing agent) and prints a ``---`` line
+followed by ``key: value`` lines; if the loss goes NaN or explodes it prints ``FAIL`` and exits
+with status 1.
 """
 
 import math
@@ -20,8 +22,7 @@ import sys
 import time
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+from model import GPT, model_shape, save_checkpoint
 from prepare import MAX_SEQ_LEN, TIME_BUDGET, VOCAB_SIZE, evaluate_bpb, make_dataloader
 
 T_START = time.time()
@@ -76,14 +77,9 @@ grad_accum_steps = TOTAL_BATCH_SIZE // tokens_per_micro_batch
 if HEAD_DIM % 2:
     raise SystemExit(f"HEAD_DIM={HEAD_DIM} must be even (rotary embeddings rotate pairs)")
 
-model_dim = -(-DEPTH * ASPECT_RATIO // HEAD_DIM) * HEAD_DIM  # round up to whole heads
-num_heads = model_dim // HEAD_DIM
-windows = [
-    MAX_SEQ_LEN // 2 if WINDOW_PATTERN[i % len(WINDOW_PATTERN)] == "S" else MAX_SEQ_LEN
-    for i in range(DEPTH)
-]
-windows[-1] = MAX_SEQ_LEN  # as in autoresearch, the last block always sees the whole context
-logit_cap = 15.0  # logits are squashed into (-15, 15), as in autoresearch; not a knob
+# Width rounded up to whole heads; S blocks attend over half the context, L over all of it, and
+# (as in autoresearch) the last block always sees the whole context. See model.py.
+model_dim, num_heads, windows = model_shape(DEPTH, ASPECT_RATIO, HEAD_DIM, WINDOW_PATTERN)
 adam_betas = (0.8, 0.95)  # autoresearch's AdamW betas; not in the tuned space
 # A run whose smoothed training loss climbs above that of uniform guessing (ln 256 nats per
 # byte) by half a nat has blown up: it has become confidently wrong, which a model that merely
@@ -92,130 +88,9 @@ adam_betas = (0.8, 0.95)  # autoresearch's AdamW betas; not in the tuned space
 exploded_loss = math.log(VOCAB_SIZE) + 0.5
 
 # ---------------------------------------------------------------------------------------------
-# Model: pre-norm GPT with rotary positions, QK-norm, ReLU^2 MLP and per-layer residual scalars
-
-
-def rms_norm(x: torch.Tensor) -> torch.Tensor:
-    """Parameter-free RMSNorm: keeps activations at unit scale without extra weights."""
-    return F.rms_norm(x, (x.size(-1),))
-
-
-def rotary_tables(seq_len: int, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables (T, head_dim/2) for rotary position embeddings."""
-    inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-    angles = torch.outer(torch.arange(seq_len, dtype=torch.float32), inv_freq)
-    return angles.cos(), angles.sin()
-
-
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs of channels by a position-dependent angle (x is B, H, T, D)."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
-
-
-def window_mask(seq_len: int, window: int) -> torch.Tensor | None:
-    """Boolean (T, T) mask: causal, and each query sees at most ``window`` keys.
-    None means plain causal attention, which has a faster kernel."""
-    if window >= seq_len:
-        return None
-    i = torch.arange(seq_len)[:, None]
-    j = torch.arange(seq_len)[None, :]
-    return (j <= i) & (i - j < window)
-
-
-class Attention(nn.Module):
-    def __init__(self, dim: int, n_head: int, window: int) -> None:
-        super().__init__()
-        self.n_head = n_head
-        # Separate projections (not one fused qkv matrix) so Muon orthogonalises each on its own.
-        self.q = nn.Linear(dim, dim, bias=False)
-        self.k = nn.Linear(dim, dim, bias=False)
-        self.v = nn.Linear(dim, dim, bias=False)
-        self.proj = nn.Linear(dim, dim, bias=False)
-        self.register_buffer("mask", window_mask(MAX_SEQ_LEN, window), persistent=False)
-
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        B, T, C = x.shape
-
-        def heads(t: torch.Tensor) -> torch.Tensor:
-            return t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-
-        q = apply_rotary(rms_norm(heads(self.q(x))), cos, sin)
-        k = apply_rotary(rms_norm(heads(self.k(x))), cos, sin)
-        v = heads(self.v(x))
-        if self.mask is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask[:T, :T])
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
-
-
-class MLP(nn.Module):
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.fc = nn.Linear(dim, 4 * dim, bias=False)
-        self.proj = nn.Linear(4 * dim, dim, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(F.relu(self.fc(x)).square())
-
-
-class Block(nn.Module):
-    def __init__(self, dim: int, n_head: int, window: int) -> None:
-        super().__init__()
-        self.attn = Attention(dim, n_head, window)
-        self.mlp = MLP(dim)
-
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(rms_norm(x), cos, sin)
-        return x + self.mlp(rms_norm(x))
-
-
-class GPT(nn.Module):
-    def __init__(self, depth: int, dim: int, n_head: int, windows: list[int]) -> None:
-        super().__init__()
-        self.wte = nn.Embedding(VOCAB_SIZE, dim)
-        self.blocks = nn.ModuleList(Block(dim, n_head, w) for w in windows)
-        self.lm_head = nn.Linear(dim, VOCAB_SIZE, bias=False)
-        # Each block's input is resid_lambdas[i] * x + x0_lambdas[i] * (embedded input)
-        self.resid_lambdas = nn.Parameter(torch.ones(depth))
-        self.x0_lambdas = nn.Parameter(torch.zeros(depth))
-        cos, sin = rotary_tables(MAX_SEQ_LEN, dim // n_head)
-        self.register_buffer("cos", cos, persistent=False)
-        self.register_buffer("sin", sin, persistent=False)
-        self.init_weights(dim)
-
-    @torch.no_grad()
-    def init_weights(self, dim: int) -> None:
-        """Input projections uniform with std 1/sqrt(dim); output projections start at zero so
-        every block begins as the identity; a near-zero head starts near uniform predictions."""
-        bound = 3**0.5 * dim**-0.5
-        nn.init.normal_(self.wte.weight, std=1.0)
-        nn.init.normal_(self.lm_head.weight, std=0.001)
-        for block in self.blocks:
-            for lin in (block.attn.q, block.attn.k, block.attn.v, block.mlp.fc):
-                nn.init.uniform_(lin.weight, -bound, bound)
-            nn.init.zeros_(block.attn.proj.weight)
-            nn.init.zeros_(block.mlp.proj.weight)
-
-    def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None, reduction: str = "mean"
-    ) -> torch.Tensor:
-        T = idx.size(1)
-        cos, sin = self.cos[:T], self.sin[:T]
-        x = x0 = rms_norm(self.wte(idx))
-        for i, block in enumerate(self.blocks):
-            x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
-            x = block(x, cos, sin)
-        logits = self.lm_head(rms_norm(x))
-        logits = logit_cap * torch.tanh(logits / logit_cap)
-        if targets is None:
-            return logits
-        loss = F.cross_entropy(
-            logits.view(-1, VOCAB_SIZE), targets.reshape(-1), reduction=reduction
-        )
-        return loss.view(targets.shape) if reduction == "none" else loss
-
+# Model: the pre-norm GPT of model.py (rotary positions, QK-norm, ReLU^2 MLP, per-layer residual
+# scalars, logits soft-capped at +-15). Its architecture is fixed: the trusted evaluator rebuilds
+# it from its own copy of model.py and loads only the weights this script saves at the end.
 
 # ---------------------------------------------------------------------------------------------
 # Muon: momentum SGD whose update for each weight matrix is replaced by the nearest
@@ -381,6 +256,15 @@ if not math.isfinite(val_bpb):
 # last steps, or in fewer steps than the smoothed training loss needs to be trusted.
 if val_bpb > exploded_loss / math.log(2):
     fail(f"val_bpb {val_bpb:.3f} > {exploded_loss / math.log(2):.3f}: worse than uniform guessing")
+# The weights and shape knobs, for evaluate.py (which never trusts the val_bpb printed below).
+# Only when asked (the code-editing agent's harness sets it): a long study would otherwise keep
+# a checkpoint of up to ~56 MB in every trial folder.
+if os.environ.get("CENTAUR_SAVE_CHECKPOINT"):
+    save_checkpoint(
+        "model.pt",
+        model,
+        dict(DEPTH=DEPTH, ASPECT_RATIO=ASPECT_RATIO, HEAD_DIM=HEAD_DIM, WINDOW_PATTERN=WINDOW_PATTERN),
+    )
 
 
 def peak_address_space_mb() -> float:
