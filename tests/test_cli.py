@@ -195,3 +195,24 @@ def test_sigterm_kills_the_running_trial_and_records_it(tmp_path: Path) -> None:
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'runs/s/study.db'}")
     assert study.trials[0].state.name == "FAIL"
     assert study.trials[0].user_attrs["outcome"] == "interrupted"
+
+
+def test_tune_a_simulated_task(tmp_path: Path) -> None:
+    """`--task` also takes the simulated tasks: a study on the simulated clock, in seconds."""
+    import optuna
+
+    out = centaur("tasks", cwd=tmp_path)
+    assert "autoresearch-sim" in out.stdout.split() and "bbob:f1:d5:i1" in out.stdout.split()
+    out = centaur(
+        "tune", "--task", "autoresearch-sim", "--method", "cmaes", "--trials", "12", cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    study = optuna.load_study(
+        study_name="autoresearch-sim-cmaes-s0",
+        storage=f"sqlite:///{tmp_path / 'runs/autoresearch-sim-cmaes-s0/study.db'}",
+    )
+    assert len(study.trials) == 12
+    # Trial 0 is the default configuration; the synthetic landscape puts it near 0.992.
+    assert study.trials[0].user_attrs["value"] == pytest.approx(0.992, abs=0.003)
+    bad = centaur("tune", "--task", "no-such-task", "--trials", "3", cwd=tmp_path)
+    assert bad.returncode == 2 and "unknown simulated task" in bad.stderr

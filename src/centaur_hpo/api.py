@@ -83,6 +83,19 @@ def resolve_target(
     )
 
 
+def _simulated_task(task: str, seed: int) -> Any:
+    """The built task for a simulated ``--task`` name, or None for a script task."""
+    from centaur_hpo.tasks.registry import SCRIPT_TASKS
+
+    if task in SCRIPT_TASKS:
+        return None
+    from centaur_hpo.bench.tasks import build_task, task_kind
+
+    if task_kind(task) == "script":
+        return None
+    return build_task(task, seed)
+
+
 def tune(
     script: str | Path | None = None,
     *,
@@ -116,7 +129,23 @@ def tune(
 ) -> TuneResult:
     """Tune a script (or a built-in task) under a budget; rerun the same call to resume."""
     optuna_quiet()
-    script_path, search_space, short = resolve_target(script, task, space, tune_params)
+    simulated = _simulated_task(task, seed) if script is None and task is not None else None
+    if simulated is not None:
+        # A simulated task (autoresearch-sim, bbob:..., surrogate:...) has no script: its
+        # evaluator advances a simulated clock, so a 24 h study replays in seconds.
+        if method == "code_agent":
+            raise ValueError("the code-editing agent needs a training script, not a simulated task")
+        if space is not None or tune_params:
+            raise ValueError(
+                "--space and --tune apply to scripts; a simulated task has its own space"
+            )
+        script_path, search_space, short = (
+            None,
+            simulated.space,
+            re.sub(r"[^A-Za-z0-9_.-]", "-", task),
+        )
+    else:
+        script_path, search_space, short = resolve_target(script, task, space, tune_params)
     if metric or direction:
         search_space = replace(
             search_space,
@@ -157,14 +186,18 @@ def tune(
             **method_options,
         )
     )
-    evaluator = ScriptEvaluator(
-        script=script_path,
-        space=search_space,
-        run_dir=run_path,
-        trial_budget=tb,
-        timeout=parse_duration(timeout),
-        memory_cap=cap,
-        device=device,
+    evaluator = (
+        simulated.evaluator
+        if simulated is not None
+        else ScriptEvaluator(
+            script=script_path,
+            space=search_space,
+            run_dir=run_path,
+            trial_budget=tb,
+            timeout=parse_duration(timeout),
+            memory_cap=cap,
+            device=device,
+        )
     )
     ostudy = optuna.create_study(
         storage=open_storage(storage_url),
@@ -215,7 +248,7 @@ def tune(
             info={
                 "method": method,
                 "seed": seed,
-                "script": str(script_path.resolve()),
+                "script": str(script_path.resolve()) if script_path else None,
                 "task": task,
                 "command": " ".join(sys.argv) if sys.argv else None,
                 **_llm_info(sampler),
@@ -239,7 +272,11 @@ def tune(
         ),
         None,
     )
-    diff = config_diff(script_path, {**search_space.fixed, **best.params}) if best else ""
+    diff = (
+        config_diff(script_path, {**search_space.fixed, **best.params})
+        if best and script_path
+        else ""
+    )
     if code_agent:
         diff = runner.best_script()[1]  # type: ignore[attr-defined]
     if stopped:

@@ -79,7 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "script", nargs="?", help="training script that prints its metric (e.g. train.py)"
     )
-    t.add_argument("--task", help="a built-in task instead of a script (cpu-gpt)")
+    t.add_argument(
+        "--task",
+        help="a built-in task instead of a script: cpu-gpt (real training), or a simulated one "
+        "(autoresearch-sim, surrogate:cpu-gpt, bbob:f1:d5:i1, ...; see centaur tasks)",
+    )
     t.add_argument("--method", default="tpe", choices=METHODS, help="optimizer (default: tpe)")
     t.add_argument("--seed", type=int, default=0, help="seed of the optimizer (default: 0)")
     t.add_argument("--trials", type=int, help="stop after this many trials")
@@ -197,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--run-dir", default="runs")
 
     sub.add_parser("methods", help="list the optimizers")
+    sub.add_parser("tasks", help="list the built-in and simulated tasks (--task NAME)")
     _register_extra(sub)
     return parser
 
@@ -267,7 +272,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if result.diff:
         print("\nthe script with the best configuration applied:")
         print(result.diff)
-    print(f"logs       {result.run_dir / 'trials'}")
+    if (result.run_dir / "trials").is_dir():  # simulated tasks leave no trial folders
+        print(f"logs       {result.run_dir / 'trials'}")
     print(f"table      {result.csv_path}")
     return 0
 
@@ -440,7 +446,16 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from centaur_hpo.bench.tasks import list_tasks
+
+    for name in list_tasks():
+        print(name)
+    return 0
+
+
 COMMANDS = {
+    "tasks": cmd_tasks,
     "tune": cmd_tune,
     "space": cmd_space,
     "status": cmd_status,

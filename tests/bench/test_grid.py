@@ -197,7 +197,7 @@ def test_acceptance_grid_five_methods_five_seeds(tmp_path: Path) -> None:
             "--tasks",
             ",".join(tasks),
             "--trials",
-            "15",
+            "11",
             "--failure-value",
             "100",
             "--storage",

@@ -378,12 +378,15 @@ def paired_tests(cells: list[Cell], alpha: float = 0.05) -> list[TaskTests]:
         direction = next(iter(methods.values()))[0].direction
         tests = stats.pairwise_wilcoxon(values, direction)
         n = max((t.n for t in tests), default=0)
+        weak = [t for t in tests if stats.min_wilcoxon_p(t.n) > alpha]
         warning = None
-        if tests and stats.min_wilcoxon_p(n) > alpha:
+        if weak:
+            fewest = min(t.n for t in weak)
             warning = (
-                f"with {n} paired seeds the smallest possible two-sided p of the Wilcoxon test is "
-                f"{stats.min_wilcoxon_p(n):.3f} > {alpha}: no difference can be significant; "
-                f"run at least {_seeds_needed(alpha)} seeds"
+                f"{len(weak)} of {len(tests)} pairs have too few paired seeds for the Wilcoxon "
+                f"test to reach significance (with {fewest} seeds the smallest possible "
+                f"two-sided p is {stats.min_wilcoxon_p(fewest):.3f} > {alpha}); run at least "
+                f"{_seeds_needed(alpha)} seeds per method"
             )
         out.append(TaskTests(task, direction, n, tests, warning))
     return out

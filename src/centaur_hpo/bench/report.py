@@ -412,6 +412,8 @@ def _shortened(cells: list[analysis.Cell]) -> list[str]:
 
 
 def _seed_text(seeds: list[int]) -> str:
+    if len(seeds) == 1:
+        return str(seeds[0])
     if seeds and seeds == list(range(seeds[0], seeds[-1] + 1)):
         return f"{seeds[0]}-{seeds[-1]}"
     return ",".join(map(str, seeds))

@@ -59,7 +59,7 @@ def get_simulated_task(spec: str, seed: int = 0) -> Task:
         raise ValueError(
             f"unknown simulated task {spec!r}; known forms: autoresearch-sim, "
             "bbob:f<k>:d<d>:i<i>, hpobench:<dataset>, hpolib:<dataset>, nb201:<dataset>, "
-            "sklearn:<name>, surrogate:<model file or name> (see `centaur tasks`)"
+            "sklearn:<name>, surrogate:<model file or name> (`centaur tasks` lists them)"
         )
     return space, fn, {"simulated": True, **info}
 
