@@ -263,7 +263,9 @@ if os.environ.get("CENTAUR_SAVE_CHECKPOINT"):
     save_checkpoint(
         "model.pt",
         model,
-        dict(DEPTH=DEPTH, ASPECT_RATIO=ASPECT_RATIO, HEAD_DIM=HEAD_DIM, WINDOW_PATTERN=WINDOW_PATTERN),
+        dict(
+            DEPTH=DEPTH, ASPECT_RATIO=ASPECT_RATIO, HEAD_DIM=HEAD_DIM, WINDOW_PATTERN=WINDOW_PATTERN
+        ),
     )
 
 
