@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import threading
 import time
@@ -64,6 +65,32 @@ def _rdb(storage: BaseStorage) -> RDBStorage | None:
     return None
 
 
+def _bulk_upsert_ok(rdb: RDBStorage) -> bool:
+    import sqlite3
+
+    name = rdb.engine.name
+    return name == "postgresql" or (name == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0))
+
+
+def _bulk_upsert(
+    rdb: RDBStorage, session: Any, model_cls: Any, trial_id: int, items: Mapping[str, Any]
+) -> None:
+    """Insert or update several attributes of one trial in one statement (SQLite, PostgreSQL)."""
+    if not items:
+        return
+    if rdb.engine.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    rows = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in items.items()]
+    stmt = insert(model_cls).values(rows)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[model_cls.trial_id, model_cls.key],
+        set_={"value_json": stmt.excluded.value_json},
+    )
+    session.execute(stmt)
+
+
 def set_trial_attrs(
     storage: BaseStorage,
     trial_id: int,
@@ -79,6 +106,15 @@ def set_trial_attrs(
             from optuna.storages._rdb.storage import _create_scoped_session
 
             with _create_scoped_session(rdb.scoped_session, True) as session:
+                if _bulk_upsert_ok(rdb):
+                    # One trial check and one multi-row upsert per table: a trial's ~17
+                    # attributes cost 3 statements instead of ~34 (measured in
+                    # benchmarks/harness_overhead.py).
+                    trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+                    rdb.check_trial_is_updatable(trial_id, trial.state)
+                    _bulk_upsert(rdb, session, models.TrialUserAttributeModel, trial_id, user)
+                    _bulk_upsert(rdb, session, models.TrialSystemAttributeModel, trial_id, system)
+                    return
                 for k, v in user.items():
                     rdb._set_trial_attr_without_commit(
                         session, models.TrialUserAttributeModel, trial_id, k, v
