@@ -28,6 +28,7 @@ proposal asks again with the new history.
 Provenance: every trial proposed by the LLM has the system attribute ``centaur:llm_call`` =
 ``{"call", "seq", "trial", "index"}``: the client call id and the sequence number of its ``ok``
 record, the trial whose proposal made the call, and the configuration's position in the reply.
+A batch call's records have the purpose ``propose_batch`` (their ``parsed`` is a list).
 """
 
 from __future__ import annotations
@@ -258,12 +259,9 @@ class LLMAgentSampler(ConfigSampler):
             configs, notes = parse_configs(text, self.space, n, repair=self.repair)
             if not self.avoid_repeats:
                 return configs, notes
-            fresh = [c for c in configs if P.render_config(self.space, c) not in ran]
-            for c in configs:
-                if c not in fresh:
-                    notes.append(
-                        f"{P.render_config(self.space, c)} repeats {ran[P.render_config(self.space, c)]}"
-                    )
+            keys = [P.render_config(self.space, c) for c in configs]
+            fresh = [c for c, k in zip(configs, keys, strict=True) if k not in ran]
+            notes += [f"{k} repeats {ran[k]}" for k in keys if k in ran]
             if fresh:
                 return fresh, notes
             if not warned:
@@ -280,7 +278,7 @@ class LLMAgentSampler(ConfigSampler):
                 study=study,
                 trial=trial,
                 method=self.name,
-                purpose="propose",
+                purpose="propose_batch",
                 temperature=self.temperature,
                 seed=self._seed(trial),
             )
