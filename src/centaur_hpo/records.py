@@ -63,12 +63,13 @@ def ok_trials(study: optuna.Study) -> list[FrozenTrial]:
     return [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.user_attrs.get(OUTCOME_KEY) == "ok" and _finite(t.user_attrs.get("value"))
+        if t.user_attrs.get(OUTCOME_KEY) == "ok" and is_finite(t.user_attrs.get("value"))
     ]
 
 
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and math.isfinite(x)
+def is_finite(x: Any) -> bool:
+    """A real, finite number (bools, None, NaN and infinities are not)."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def best_trial(study: optuna.Study, direction: str | None = None) -> FrozenTrial | None:
@@ -99,14 +100,18 @@ def study_info(study: optuna.Study) -> dict[str, Any]:
     return json.loads(text) if text else {}
 
 
+def trial_charges(study: optuna.Study) -> list[float]:
+    """The charged time of every trial that ran (interrupted ones included), in trial order."""
+    return [
+        float(c)
+        for t in study.get_trials(deepcopy=False)
+        if is_finite(c := t.user_attrs.get("time_charged"))
+    ]
+
+
 def charged_seconds(study: optuna.Study) -> float:
-    """Budget used so far: the charged time of every trial that ran (interrupted ones included)."""
-    total = 0.0
-    for t in study.get_trials(deepcopy=False):
-        c = t.user_attrs.get("time_charged")
-        if _finite(c):
-            total += float(c)
-    return total
+    """Budget used so far: the sum of :func:`trial_charges`."""
+    return sum(trial_charges(study))
 
 
 def export_csv(study: optuna.Study, path: str | Path) -> Path:

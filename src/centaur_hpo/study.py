@@ -38,6 +38,7 @@ from centaur_hpo.records import (
     best_trial,
     charged_seconds,
     get_study_attr,
+    is_finite,
     ok_trials,
     set_study_attr,
 )
@@ -261,9 +262,7 @@ class StudyRunner:
         charges = sorted(
             float(c)
             for t in self.study.get_trials(deepcopy=False)
-            if t.state != TrialState.RUNNING
-            and isinstance(c := t.user_attrs.get("time_charged"), int | float)
-            and math.isfinite(c)
+            if t.state != TrialState.RUNNING and is_finite(c := t.user_attrs.get("time_charged"))
         )
         return charges[len(charges) // 2] if charges else 0.0
 

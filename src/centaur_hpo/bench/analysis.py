@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from centaur_hpo.bench import stats
 from centaur_hpo.bench.grid import CELL_KEY, DONE_KEY
 from centaur_hpo.llm.records import CALL_KEY
-from centaur_hpo.records import STUDY_INFO_KEY, trial_row
+from centaur_hpo.records import STUDY_INFO_KEY, is_finite, trial_row
 
 SKIP_OUTCOMES = ("interrupted", "not_run")
 
@@ -52,7 +52,7 @@ class Cell:
 
     # -- per-cell numbers --------------------------------------------------------------------
     def ok_values(self) -> list[float]:
-        return [t["value"] for t in self.trials if t["outcome"] == "ok" and _finite(t["value"])]
+        return [t["value"] for t in self.trials if t["outcome"] == "ok" and is_finite(t["value"])]
 
     def best(self) -> float | None:
         vals = self.ok_values()
@@ -89,7 +89,7 @@ class Cell:
             elif clock == "total":
                 used += (_num(t.get("time_wall")) or train) + (_num(t.get("time_optimizer")) or 0.0)
                 used += self.llm_by_trial.get(t["number"], 0.0)
-            v = t["value"] if t["outcome"] == "ok" and _finite(t["value"]) else None
+            v = t["value"] if t["outcome"] == "ok" and is_finite(t["value"]) else None
             if v is not None and (math.isnan(best) or _better(v, best, self.direction)):
                 best = v
             xs.append(float(i + 1) if clock == "trial" else used)
@@ -101,7 +101,7 @@ class Cell:
         out, best, used = [], math.nan, 0.0
         for t in self.trials:
             used += _num(t.get("time_training")) or _num(t.get("time_wall")) or 0.0
-            v = t["value"] if t["outcome"] == "ok" and _finite(t["value"]) else None
+            v = t["value"] if t["outcome"] == "ok" and is_finite(t["value"]) else None
             if v is not None and (math.isnan(best) or _better(v, best, self.direction)):
                 best = v
                 params = {k[6:]: val for k, val in t.items() if k.startswith("param:")}
@@ -169,12 +169,8 @@ def _better(a: float, b: float, direction: str) -> bool:
     return a < b if direction == "minimize" else a > b
 
 
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _num(x: Any) -> float | None:
-    return float(x) if _finite(x) else None
+    return float(x) if is_finite(x) else None
 
 
 # -- loading -------------------------------------------------------------------------------------
@@ -217,7 +213,7 @@ def _cell(storage: Any, sid: int, name: str, attrs: dict[str, Any]) -> Cell:
         seed=int(ident["seed"]),
         direction=info.get("direction", "minimize"),
         failure_value=info.get("failure_value"),
-        optimum=float(optimum) if _finite(optimum) else None,
+        optimum=float(optimum) if is_finite(optimum) else None,
         budget_seconds=ident.get("budget_seconds"),
         n_trials_cap=ident.get("n_trials"),
         done=done is not None,
