@@ -7,6 +7,8 @@ constraint repair included) is measured over a few further ask/tell steps. The f
 the history is loaded is reported separately: CMA-ES and SMAC replay the history once there.
 
     python benchmarks/suggest_latency.py --sizes 10,100,300,1000 --methods random,tpe,cmaes,gp,smac
+
+``gp-optuna-int`` is GP-BO with Optuna's own integer search (``-o relax_integers=false``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from centaur_hpo.space import build_space, load_space_file
 from centaur_hpo.spaces import builtin_path
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "autoresearch_train.py"
+
+# Variants measured beside the methods themselves: name -> (method, options).
+VARIANTS = {"gp-optuna-int": ("gp", {"relax_integers": False})}
 
 
 def objective(c: dict) -> float:
@@ -59,7 +64,8 @@ def measure(method: str, n: int, steps: int, storage: str | None) -> tuple[float
                 user_attrs={"outcome": "oom" if failed else "ok", "value": value},
             )
         )
-    study = optuna.create_study(storage=storage, sampler=make_sampler(method, space, 0))
+    name, options = VARIANTS.get(method, (method, {}))
+    study = optuna.create_study(storage=storage, sampler=make_sampler(name, space, 0, **options))
     study.add_trials(trials)
     t0 = time.perf_counter()
     trial = study.ask(dists)

@@ -73,6 +73,7 @@ def test_paper_preset_is_the_papers_protocol() -> None:
         "llm_warm_start",
     } == set(p["methods"])
     assert set(p["limits"]) == set(PAPER_LIMITS)  # every shortened method is listed
+    assert not set(p["limits"]) & {"random", "tpe", "cmaes", "gp", "smac"}  # classical: in full
 
 
 def test_unknown_preset_or_config(tmp_path: Path) -> None:

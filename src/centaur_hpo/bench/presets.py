@@ -2,15 +2,15 @@
 
 ``paper`` is the paper's protocol on the autoresearch-like simulated task: a 24 h training-time
 budget per cell (about 290 five-minute trials), trial 0 = the default configuration, failed
-trials told as val_bpb 100, eight seeds. Two kinds of method cannot do that on a laptop, and run
-fewer seeds and trials (the report lists every such limit):
+trials told as val_bpb 100, eight seeds. Every classical method (GP-BO and SMAC included, about a
+minute per cell each since their speed-ups) runs that in full. The LLM methods call the embedded
+SmolLM2-135M on CPU, about 10 s per call on a quiet core and several times that on a busy one, so
+the ones that call it on many trials run fewer seeds and trials (the report lists every limit):
 
-* ``smac``: about 0.5-1 s of optimizer time a trial (a minute or more per 24 h cell on a busy
-  laptop core): four seeds.
-* ``gp``: Optuna's GPSampler refits and optimises its acquisition every trial, a few seconds a
-  trial at a few hundred trials on one core, so a full cell takes a quarter of an hour or more.
-* the LLM methods run the embedded SmolLM2-135M on CPU, seconds per call (tens of seconds when
-  the cores are busy).
+* ``llm_warm_start`` calls the LLM once per cell and needs no limit;
+* ``centaur`` (an LLM call on 30 % of trials after 10 warm-up trials): 2 seeds x 60 trials;
+* ``llm_agent`` (a call every trial): 2 seeds x 20 trials;
+* ``llambo`` (several calls every trial after a 5-trial random start): 2 seeds x 10 trials.
 
 ``code_agent`` edits a training script's source, which a simulated task does not have, so it is
 not in the grid. ``paper-classical`` is the grid without LLM methods and without limits.
@@ -28,12 +28,9 @@ from centaur_hpo.methods import CLASSICAL
 PAPER_TASK = "autoresearch-sim=fn:centaur_hpo.tasks.autoresearch_sim:make_task"
 PAPER_LLM_METHODS = ("llm_agent", "llambo", "llm_warm_start", "centaur")
 PAPER_LIMITS = {
-    "smac": {"seeds": "0-3"},
-    "gp": {"seeds": "0-1", "n_trials": 30},
-    "llm_agent": {"seeds": "0-1", "n_trials": 6},
-    "llm_warm_start": {"seeds": "0-1", "n_trials": 6},
-    "centaur": {"seeds": "0-1", "n_trials": 20},
-    "llambo": {"seeds": "0-1", "n_trials": 4},
+    "llm_agent": {"seeds": "0-1", "n_trials": 20},
+    "centaur": {"seeds": "0-1", "n_trials": 60},
+    "llambo": {"seeds": "0-1", "n_trials": 10},
 }
 
 

@@ -48,7 +48,7 @@ def make_sampler(
 
     factories["random"] = lambda: classical.random_sampler(space, seed)
     factories["tpe"] = lambda: classical.tpe_sampler(space, seed, constraints)
-    factories["gp"] = lambda: classical.gp_sampler(space, seed, constraints)
+    factories["gp"] = lambda: classical.gp_sampler(space, seed, constraints, **options)
 
     def cmaes() -> BaseSampler:
         from centaur_hpo.methods.cmaes import CmaEsSampler
