@@ -44,7 +44,7 @@ def objective(c: dict) -> float:
     )
 
 
-def measure(method: str, n: int, steps: int, storage: str | None) -> tuple[float, float]:
+def measure(method: str, n: int, steps: int, storage: str | None) -> tuple[float, float, float]:
     space = build_space(read_knobs(FIXTURE), load_space_file(builtin_path("autoresearch")))
     dists = space.distributions()
     rng = np.random.default_rng(0)
@@ -77,7 +77,7 @@ def measure(method: str, n: int, steps: int, storage: str | None) -> tuple[float
         trial = study.ask(dists)
         times.append(time.perf_counter() - t0)
         study.tell(trial, objective(trial.params))
-    return first, statistics.median(times)
+    return first, statistics.median(times), statistics.fmean(times)
 
 
 def main() -> None:
@@ -89,14 +89,18 @@ def main() -> None:
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     sizes = [int(s) for s in args.sizes.split(",")]
-    print("| method | " + " | ".join(f"n={n}" for n in sizes) + " | first ask at largest n |")
+    print(
+        "| method (median / mean) | "
+        + " | ".join(f"n={n}" for n in sizes)
+        + " | first ask at largest n |"
+    )
     print("|---|" + "---|" * (len(sizes) + 1))
     for method in args.methods.split(","):
         cells, first = [], 0.0
         for n in sizes:
             try:
-                first, med = measure(method, n, args.steps, args.storage)
-                cells.append(f"{med * 1000:.1f} ms")
+                first, med, mean = measure(method, n, args.steps, args.storage)
+                cells.append(f"{med * 1000:.1f} / {mean * 1000:.1f} ms")
             except ImportError as e:
                 cells.append(f"n/a ({e})")
                 break

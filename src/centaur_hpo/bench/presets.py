@@ -8,9 +8,9 @@ SmolLM2-135M on CPU, about 10 s per call on a quiet core and several times that 
 the ones that call it on many trials run fewer seeds and trials (the report lists every limit):
 
 * ``llm_warm_start`` calls the LLM once per cell and needs no limit;
-* ``centaur`` (an LLM call on 30 % of trials after 10 warm-up trials): 2 seeds x 60 trials;
-* ``llm_agent`` (a call every trial): 2 seeds x 20 trials;
-* ``llambo`` (several calls every trial after a 5-trial random start): 2 seeds x 10 trials.
+* ``centaur`` (an LLM call on 30 % of trials after 10 warm-up trials): 2 seeds x 40 trials;
+* ``llm_agent`` (a call every trial): 2 seeds x 12 trials;
+* ``llambo`` (several calls every trial after a 5-trial random start): 1 seed x 8 trials.
 
 ``code_agent`` edits a training script's source, which a simulated task does not have, so it is
 not in the grid. ``paper-classical`` is the grid without LLM methods and without limits.
@@ -28,9 +28,9 @@ from centaur_hpo.methods import CLASSICAL
 PAPER_TASK = "autoresearch-sim=fn:centaur_hpo.tasks.autoresearch_sim:make_task"
 PAPER_LLM_METHODS = ("llm_agent", "llambo", "llm_warm_start", "centaur")
 PAPER_LIMITS = {
-    "llm_agent": {"seeds": "0-1", "n_trials": 20},
-    "centaur": {"seeds": "0-1", "n_trials": 60},
-    "llambo": {"seeds": "0-1", "n_trials": 10},
+    "llm_agent": {"seeds": "0-1", "n_trials": 12},
+    "centaur": {"seeds": "0-1", "n_trials": 40},
+    "llambo": {"seeds": "0", "n_trials": 8},
 }
 
 

@@ -174,7 +174,10 @@ class SmacSampler(ConfigSampler):
             info = self._asked.pop(t.number, None)
             if info is None:
                 info = TrialInfo(config=self._from_config(dict(t.params)), seed=0)
-            self._smac.tell(info, TrialValue(cost=cost))
+            # save=False: SMAC would rewrite its whole run history as JSON into its (temporary)
+            # output folder on every tell, quadratic in the trials (16 of 18 s when a resumed
+            # 300-trial study is replayed); the study's storage is the record.
+            self._smac.tell(info, TrialValue(cost=cost), save=False)
             self._told.add(t.number)
 
     def save(self, study: Study) -> None:  # nothing picklable to save: resume replays the history
