@@ -22,7 +22,7 @@ DESCRIPTIONS = {
     "random": "uniform random search (Optuna RandomSampler)",
     "tpe": "multivariate TPE with the constant liar (Optuna)",
     "cmaes": "CMA-ES with margin, categorical parameters modelled (cmaes.CatCMAwM)",
-    "gp": "Gaussian-process Bayesian optimisation (Optuna GPSampler)",
+    "gp": "Gaussian-process BO (Optuna GPSampler; wide integers searched as floats)",
     "smac": "SMAC3 random-forest BO (extra: pip install 'centaur-hpo[smac]')",
     "llm_agent": "an LLM sees the space and the trial history and proposes the next configuration",
     "llambo": "LLAMBO (Liu et al. 2024): LLM candidate sampler + LLM surrogate + expected improvement",
