@@ -101,6 +101,28 @@ class Encoding:
         return self.decode(x, z, None)  # categorical parameters are left out (c is None)
 
 
+def tell_generation(opt: CatCMAwM, batch: list[tuple[Any, float]]) -> None:
+    """``opt.tell(batch)``, guarding CatCMAwM's margin penalty against an empty IQR history.
+
+    CatCMAwM scales its penalty for leaving the box by the median of past generations'
+    inter-quartile ranges of fitness, and records a generation's IQR only when it is positive.
+    If the first generations have none (three quarters of a generation failed at the same penalty
+    value, common early in a study that runs out of memory), the median of an empty list is NaN,
+    every penalized fitness is NaN and that generation is ranked in arbitrary order. Seeding the
+    history with the generation's full fitness range (or a tiny positive value when all are equal)
+    keeps the ranking by fitness; later generations' IQRs replace it.
+    """
+    history = getattr(opt, "_iqhist_values", None)
+    if isinstance(history, list) and not history:
+        fits = sorted(float(f) for _, f in batch)
+        n = len(fits)
+        iqr = fits[3 * n // 4] - fits[n // 4]
+        if not (math.isfinite(iqr) and iqr > 0):
+            spread = min(fits[-1] - fits[0], 1e12)  # failures told as 1e300 must not overflow
+            history.append(spread if spread > 0 else 1e-12)
+    opt.tell(batch)
+
+
 def _same_config(a: Config, b: Config) -> bool:
     for name, value in b.items():
         other = a.get(name)
@@ -238,7 +260,7 @@ class CmaEsSampler(ConfigSampler):
         while len(self.state["buffer"]) >= opt.population_size:
             batch = self.state["buffer"][: opt.population_size]
             self.state["buffer"] = self.state["buffer"][opt.population_size :]
-            opt.tell(list(batch))
+            tell_generation(opt, list(batch))
 
     # -- the state, in the units of the hyperparameters ------------------------------------------
     def summary(self) -> dict[str, Any]:
