@@ -6,9 +6,9 @@ import warnings
 
 import numpy as np
 import pytest
+from tests.test_study import SPACE
 
 from centaur_hpo.methods.cmaes import CmaEsSampler, tell_generation
-from tests.test_study import SPACE
 
 
 @pytest.mark.parametrize("failed_value", [100.0, 1e300])
