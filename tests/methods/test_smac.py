@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import optuna
@@ -56,11 +61,6 @@ print(json.dumps([t.params for t in study.trials]))
 def test_smac_same_seed_same_proposals_under_any_hash_seed() -> None:
     """SMAC's local search kept its start points in a set ordered by string hashing, so the same
     seed gave other proposals in another process; the sampler fixes that order."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     root = Path(__file__).resolve().parents[2]
     runs = []
     for hash_seed in ("1", "2"):
@@ -87,7 +87,7 @@ def test_smac_forest_keeps_the_facade_model_but_predicts_inline() -> None:
 
     cs = ConfigurationSpace(seed=0)
     cs.add(Float("x", (0.0, 1.0)))
-    with __import__("tempfile").TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         model = _forest(Scenario(cs, output_directory=tmp, seed=0))
     options = model._rf_opts
     assert options["n_jobs"] == 1

@@ -55,9 +55,9 @@ class GPSampler(optuna.samplers.GPSampler):
     maximum differs. For such an integer Optuna runs a scalar line search per start point that
     evaluates the GP at one point at a time; over the autoresearch space (DEPTH has 21 values,
     ASPECT_RATIO 97, TOTAL_BATCH_SIZE two million before the power-of-two repair) that was 70 %
-    of a 2 s suggestion at 100 trials. As floats they join the batched gradient ascent, and the space's
-    repair rounds them (and snaps powers of two) as it does for CMA-ES. Integers with few values
-    and categoricals keep Optuna's exhaustive search.
+    of a 2 s suggestion at 100 trials. As floats they join the batched gradient ascent, and the
+    space's repair rounds them (and snaps powers of two) as it does for CMA-ES. Integers with few
+    values and categoricals keep Optuna's exhaustive search.
 
     ``failures_at_worst``: the GP sees failed trials at the worst successful value instead of the
     penalty (see :class:`FailuresAtWorst`).
