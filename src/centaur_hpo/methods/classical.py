@@ -9,7 +9,6 @@ configurations scored the penalty value.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
@@ -17,15 +16,8 @@ from optuna.distributions import BaseDistribution, FloatDistribution, IntDistrib
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from centaur_hpo.methods.base import OUTCOME_KEY, RepairingSampler, trial_failed
+from centaur_hpo.methods.base import RepairingSampler, trial_failed
 from centaur_hpo.space import SearchSpace
-
-ConstraintsFunc = Callable[[FrozenTrial], Sequence[float]]
-
-
-def failed_constraint(trial: FrozenTrial) -> Sequence[float]:
-    """Optuna constraint value: > 0 (infeasible) for a failed trial, <= 0 for a successful one."""
-    return [1.0 if trial.user_attrs.get(OUTCOME_KEY, "ok") != "ok" else -1.0]
 
 
 def random_sampler(
